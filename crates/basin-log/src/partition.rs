@@ -1,0 +1,533 @@
+//! A partition log: an ordered run of segments with the offsets, leader
+//! epochs, idempotent-producer state and high watermark that a Kafka
+//! partition replica keeps.
+//!
+//! Invariants: offsets are dense and increasing across segments; the high
+//! watermark never exceeds the log end offset; a batch is written to the
+//! operating system before `append` returns, and fsynced first when the flush
+//! policy is `EveryBatch`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tracing::{info, warn};
+
+use crate::batch::{self, BatchHeader};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::epoch::EpochCache;
+use crate::error::{IoContext, LogError, Result};
+use crate::producer::{ProducerState, SequenceCheck};
+use crate::segment::{Scan, Segment, Truncation};
+
+const CLEAN_MARKER: &str = ".clean-shutdown";
+const RECOVERY_POINT: &str = "recovery-point";
+const HIGH_WATERMARK: &str = "high-watermark";
+
+/// Outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The request repeated batches already in the log; nothing was written.
+    pub duplicate: bool,
+    pub log_end_offset: i64,
+}
+
+/// Where a read may go up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// Consumers: committed records only.
+    HighWatermark,
+    /// Followers: everything the leader has.
+    LogEnd,
+}
+
+/// Bytes of whole batches returned by a read, with the partition's offsets.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub records: Vec<u8>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+struct Inner {
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    epochs: EpochCache,
+    producers: ProducerState,
+    unflushed_since: Option<Instant>,
+}
+
+/// One partition's log on disk.
+pub struct PartitionLog {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+fn read_number(dir: &Path, name: &str) -> Option<i64> {
+    fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
+}
+
+fn write_number(dir: &Path, name: &str, value: i64) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    fs::write(&tmp, value.to_string()).at(&tmp)?;
+    fs::rename(&tmp, dir.join(name)).at(&dir.join(name))
+}
+
+fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let name = entry.at(dir)?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse().ok()) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+impl Inner {
+    fn log_end(&self) -> i64 {
+        self.segments
+            .values()
+            .next_back()
+            .map_or(self.log_start, |s| s.next_offset)
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+}
+
+impl PartitionLog {
+    /// Open (or create) the log in `dir`, recovering after an unclean stop.
+    /// Returns what recovery cut off, if anything.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, Vec<Truncation>)> {
+        fs::create_dir_all(dir).at(dir)?;
+        let clean = dir.join(CLEAN_MARKER).exists();
+        let _ = fs::remove_file(dir.join(CLEAN_MARKER));
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_number(dir, RECOVERY_POINT).unwrap_or(0)
+        };
+        let (segments, cuts) = Self::open_segments(dir, &config, recovery_point)?;
+        let mut inner = Inner {
+            segments,
+            log_start: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            epochs: EpochCache::load(dir)?,
+            producers: ProducerState::default(),
+            unflushed_since: None,
+            config,
+        };
+        if inner.segments.is_empty() {
+            let base = read_number(dir, "log-start-offset").unwrap_or(0);
+            let seg = Segment::create(dir, base, inner.config.index_interval_bytes)?;
+            inner.segments.insert(base, seg);
+        }
+        inner.log_start = *inner.segments.keys().next().expect("one segment");
+        let leo = inner.log_end();
+        inner.recovery_point = leo;
+        inner.high_watermark = read_number(dir, HIGH_WATERMARK)
+            .unwrap_or(0)
+            .clamp(inner.log_start, leo);
+        inner.epochs.truncate_from_end(leo)?;
+        inner.producers = Self::rebuild_producers(dir, &inner)?;
+        if !clean {
+            info!(dir = %dir.display(), log_end_offset = leo, "recovered partition log after unclean shutdown");
+        }
+        Ok((
+            PartitionLog {
+                dir: dir.to_path_buf(),
+                inner: Mutex::new(inner),
+            },
+            cuts,
+        ))
+    }
+
+    fn open_segments(
+        dir: &Path,
+        config: &LogConfig,
+        recovery_point: i64,
+    ) -> Result<(BTreeMap<i64, Segment>, Vec<Truncation>)> {
+        let bases = segment_bases(dir)?;
+        let mut segments = BTreeMap::new();
+        let mut cuts = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let scan = match next_base {
+                Some(next) if next <= recovery_point => Scan::Trust,
+                _ => Scan::Validate,
+            };
+            let (seg, cut) = Segment::open(dir, base, config.index_interval_bytes, scan)?;
+            segments.insert(base, seg);
+            if let Some(cut) = cut {
+                cuts.push(cut);
+                // Everything after a corrupt batch is unreachable: drop later segments.
+                for &later in &bases[i + 1..] {
+                    warn!(dir = %dir.display(), base_offset = later, "removing segment after a corrupt one");
+                    let (s, _) =
+                        Segment::open(dir, later, config.index_interval_bytes, Scan::Trust)?;
+                    s.delete()?;
+                }
+                break;
+            }
+        }
+        Ok((segments, cuts))
+    }
+
+    fn rebuild_producers(dir: &Path, inner: &Inner) -> Result<ProducerState> {
+        let leo = inner.log_end();
+        let mut state = ProducerState::load_snapshot(dir)
+            .filter(|s| s.next_offset <= leo && s.next_offset >= inner.log_start)
+            .unwrap_or_default();
+        let from = state.next_offset.max(inner.log_start);
+        for seg in inner.segments.values().filter(|s| s.next_offset > from) {
+            for header in seg.headers_from(from)? {
+                state.update(&header);
+            }
+        }
+        ProducerState::remove_snapshot(dir);
+        Ok(state)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Validate `records` (one or more v2 batches), assign offsets, stamp
+    /// `leader_epoch`, and write them. A retried idempotent batch is not
+    /// written again; its original offset is returned.
+    pub fn append(&self, records: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let mut inner = self.inner.lock();
+        let headers = Self::validate_all(records, inner.config.max_message_bytes)?;
+        if let Some(info) = Self::check_duplicates(&inner, &headers)? {
+            return Ok(info);
+        }
+        let base = inner.log_end();
+        let mut next = base;
+        let mut stamped = Vec::with_capacity(headers.len());
+        for (at, h) in headers {
+            batch::stamp(&mut records[at..at + h.size], next, leader_epoch);
+            let h = BatchHeader {
+                base_offset: next,
+                leader_epoch,
+                ..h
+            };
+            next = h.next_offset();
+            stamped.push((at, h));
+        }
+        inner.epochs.assign(leader_epoch, base)?;
+        self.maybe_roll(&mut inner, records.len())?;
+        inner.active().append(records, &stamped)?;
+        for (_, h) in &stamped {
+            inner.producers.update(h);
+        }
+        self.after_write(&mut inner)?;
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: next - 1,
+            duplicate: false,
+            log_end_offset: next,
+        })
+    }
+
+    fn validate_all(records: &[u8], max: usize) -> Result<Vec<(usize, BatchHeader)>> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < records.len() {
+            let size = batch::peek_size(&records[pos..]).ok_or_else(|| LogError::CorruptBatch {
+                position: pos,
+                reason: "truncated batch length".into(),
+            })?;
+            if size > max {
+                return Err(LogError::BatchTooLarge { size, max });
+            }
+            let end = pos + size;
+            if end > records.len() {
+                return Err(LogError::CorruptBatch {
+                    position: pos,
+                    reason: format!("batch of {size} bytes runs past the request end"),
+                });
+            }
+            out.push((pos, batch::validate(&records[pos..end], pos)?));
+            pos = end;
+        }
+        if out.is_empty() {
+            return Err(LogError::CorruptBatch {
+                position: 0,
+                reason: "no record batch".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn check_duplicates(
+        inner: &Inner,
+        headers: &[(usize, BatchHeader)],
+    ) -> Result<Option<AppendInfo>> {
+        let mut first_dup = None;
+        for (_, h) in headers {
+            match inner.producers.check(h)? {
+                SequenceCheck::Duplicate(base) => {
+                    first_dup.get_or_insert(base);
+                }
+                SequenceCheck::Append if first_dup.is_some() => break,
+                SequenceCheck::Append => return Ok(None),
+            }
+        }
+        let Some(base) = first_dup else {
+            return Ok(None);
+        };
+        let count: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        Ok(Some(AppendInfo {
+            base_offset: base,
+            last_offset: base + count - 1,
+            duplicate: true,
+            log_end_offset: inner.log_end(),
+        }))
+    }
+
+    fn maybe_roll(&self, inner: &mut Inner, incoming: usize) -> Result<()> {
+        let (limit, interval) = (
+            inner.config.segment_bytes,
+            inner.config.index_interval_bytes,
+        );
+        let active = inner.active();
+        if active.size == 0 || active.size + incoming as u64 <= limit {
+            return Ok(());
+        }
+        active.flush()?;
+        active.write_index()?;
+        let base = active.next_offset;
+        let seg = Segment::create(&self.dir, base, interval)?;
+        inner.segments.insert(base, seg);
+        Ok(())
+    }
+
+    fn after_write(&self, inner: &mut Inner) -> Result<()> {
+        match inner.config.flush {
+            FlushPolicy::EveryBatch => self.flush_locked(inner),
+            _ => {
+                inner.unflushed_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+        }
+    }
+
+    fn flush_locked(&self, inner: &mut Inner) -> Result<()> {
+        inner.active().flush()?;
+        inner.recovery_point = inner.log_end();
+        inner.unflushed_since = None;
+        Ok(())
+    }
+
+    /// fsync what was written.
+    pub fn flush(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        self.flush_locked(&mut inner)?;
+        write_number(&self.dir, RECOVERY_POINT, inner.recovery_point)
+    }
+
+    /// fsync if the flush policy's interval has passed since the first
+    /// unflushed write.
+    pub fn flush_if_due(&self, now: Instant) -> Result<bool> {
+        let due = {
+            let inner = self.inner.lock();
+            match (inner.config.flush, inner.unflushed_since) {
+                (FlushPolicy::IntervalMs(ms), Some(t)) => {
+                    now.duration_since(t).as_millis() as u64 >= ms
+                }
+                _ => false,
+            }
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+
+    /// Read whole batches from `offset`, at most `max_bytes` (at least one batch).
+    pub fn read(&self, offset: i64, max_bytes: usize, limit: ReadLimit) -> Result<ReadResult> {
+        let inner = self.inner.lock();
+        let leo = inner.log_end();
+        let end = match limit {
+            ReadLimit::HighWatermark => inner.high_watermark,
+            ReadLimit::LogEnd => leo,
+        };
+        let mut result = ReadResult {
+            records: Vec::new(),
+            high_watermark: inner.high_watermark,
+            log_start_offset: inner.log_start,
+            log_end_offset: leo,
+        };
+        if offset < inner.log_start || offset > leo {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: inner.log_start,
+                end: leo,
+            });
+        }
+        let first = inner
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(inner.log_start, |(b, _)| *b);
+        for seg in inner.segments.range(first..).map(|(_, s)| s) {
+            if let Some(bytes) = seg.read(offset, max_bytes, end)? {
+                result.records = bytes;
+                break;
+            }
+        }
+        Ok(result)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.lock().log_start
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.lock().log_end()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.lock().high_watermark
+    }
+
+    /// Move the high watermark (clamped to the log end; never backwards).
+    pub fn set_high_watermark(&self, offset: i64) {
+        let mut inner = self.inner.lock();
+        let leo = inner.log_end();
+        inner.high_watermark = inner.high_watermark.max(offset.min(leo));
+    }
+
+    /// Bytes on disk across segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.lock().segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.lock().config.clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.lock().config = config;
+    }
+
+    /// First offset whose record timestamp is at or after `ts`, with that timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        let inner = self.inner.lock();
+        for seg in inner.segments.values() {
+            if let Some(hit) = seg.offset_for_time(ts)? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Newest record timestamp in the log, -1 when empty.
+    pub fn max_timestamp(&self) -> i64 {
+        self.inner
+            .lock()
+            .segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .unwrap_or(-1)
+    }
+
+    pub fn latest_epoch(&self) -> i32 {
+        self.inner.lock().epochs.latest_epoch()
+    }
+
+    /// `OffsetForLeaderEpoch`: the largest epoch ≤ `epoch` and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let inner = self.inner.lock();
+        inner.epochs.end_offset_for(epoch, inner.log_end())
+    }
+
+    /// The epoch → start-offset entries.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.inner.lock().epochs.entries().to_vec()
+    }
+
+    /// Remove everything at and after `offset` (a follower diverged).
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut inner = self.inner.lock();
+        let offset = offset.max(inner.log_start);
+        let doomed: Vec<i64> = inner.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if base > inner.log_start {
+                inner.segments.remove(&base).expect("listed").delete()?;
+            }
+        }
+        inner.active().truncate_to(offset)?;
+        inner.epochs.truncate_from_end(offset)?;
+        inner.high_watermark = inner.high_watermark.min(offset);
+        inner.producers = ProducerState::default();
+        let rebuilt = Self::rebuild_producers(&self.dir, &inner)?;
+        inner.producers = rebuilt;
+        Ok(())
+    }
+
+    /// Delete old segments past `retention.bytes` or `retention.ms`; never
+    /// the active segment. Returns how many were deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
+        let mut deleted = 0;
+        while inner.segments.len() > 1 {
+            let (&base, seg) = inner.segments.iter().next().expect("non-empty");
+            let too_big = inner.config.retention_bytes >= 0
+                && total - seg.size as i64 >= inner.config.retention_bytes;
+            let too_old = inner.config.retention_ms >= 0
+                && seg.max_timestamp >= 0
+                && seg.max_timestamp < now_ms - inner.config.retention_ms;
+            if !(too_big || too_old) {
+                break;
+            }
+            let seg = inner.segments.remove(&base).expect("present");
+            total -= seg.size as i64;
+            info!(file = %seg.path.display(), too_big, too_old, "retention deleted a segment");
+            seg.delete()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            inner.log_start = *inner.segments.keys().next().expect("active remains");
+            inner.high_watermark = inner.high_watermark.max(inner.log_start);
+            write_number(&self.dir, "log-start-offset", inner.log_start)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Flush everything and write the index files, producer snapshot and the
+    /// clean-shutdown marker, so the next open skips validation.
+    pub fn close(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        self.flush_locked(&mut inner)?;
+        for seg in inner.segments.values() {
+            seg.write_index()?;
+        }
+        inner.producers.next_offset = inner.log_end();
+        inner.producers.write_snapshot(&self.dir)?;
+        write_number(&self.dir, RECOVERY_POINT, inner.recovery_point)?;
+        write_number(&self.dir, HIGH_WATERMARK, inner.high_watermark)?;
+        fs::write(self.dir.join(CLEAN_MARKER), b"").at(&self.dir.join(CLEAN_MARKER))
+    }
+}

@@ -1,0 +1,143 @@
+//! Idempotent-producer state of a partition: per producer id, its epoch and
+//! the sequence ranges of its last five batches, so that a retried batch is
+//! acknowledged with its first offset instead of being written twice.
+//!
+//! The state is rebuilt from batch headers on open, starting from a snapshot
+//! written on clean close, so de-duplication survives a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::BatchHeader;
+use crate::error::{IoContext, LogError, Result};
+
+/// How many recent batches per producer are remembered (Kafka's limit on
+/// in-flight requests of an idempotent producer).
+const RECENT_BATCHES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct BatchSeq {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ProducerEntry {
+    epoch: i16,
+    recent: VecDeque<BatchSeq>,
+}
+
+/// What an append of a batch from an idempotent producer should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// Already in the log at this base offset: acknowledge, don't write.
+    Duplicate(i64),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ProducerState {
+    producers: HashMap<i64, ProducerEntry>,
+    /// Offset after the last batch reflected in this state.
+    pub next_offset: i64,
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl ProducerState {
+    /// Decide whether `h` is new, a duplicate, or out of order.
+    pub fn check(&self, h: &BatchHeader) -> Result<SequenceCheck> {
+        if !h.has_producer_id() || h.base_sequence < 0 {
+            return Ok(SequenceCheck::Append);
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return Ok(SequenceCheck::Append);
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(LogError::ProducerFenced {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if h.producer_epoch > entry.epoch {
+            return match h.base_sequence {
+                0 => Ok(SequenceCheck::Append),
+                got => Err(LogError::OutOfOrderSequence {
+                    producer_id: h.producer_id,
+                    expected: 0,
+                    got,
+                }),
+            };
+        }
+        let dup = entry
+            .recent
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == h.last_sequence());
+        if let Some(b) = dup {
+            return Ok(SequenceCheck::Duplicate(b.base_offset));
+        }
+        let expected = entry
+            .recent
+            .back()
+            .map_or(h.base_sequence, |b| next_seq(b.last_seq));
+        if h.base_sequence != expected {
+            return Err(LogError::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                expected,
+                got: h.base_sequence,
+            });
+        }
+        Ok(SequenceCheck::Append)
+    }
+
+    /// Record a batch that is now in the log.
+    pub fn update(&mut self, h: &BatchHeader) {
+        self.next_offset = self.next_offset.max(h.next_offset());
+        if !h.has_producer_id() || h.base_sequence < 0 {
+            return;
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.recent.clear();
+        }
+        entry.recent.push_back(BatchSeq {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            base_offset: h.base_offset,
+        });
+        while entry.recent.len() > RECENT_BATCHES {
+            entry.recent.pop_front();
+        }
+    }
+
+    /// Load the snapshot in `dir`, if one exists and is readable.
+    pub fn load_snapshot(dir: &Path) -> Option<ProducerState> {
+        let text = fs::read_to_string(dir.join("producer-state.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn write_snapshot(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("producer-state.json");
+        let tmp = dir.join("producer-state.json.tmp");
+        let text = serde_json::to_string(self).expect("producer state serializes");
+        fs::write(&tmp, text).at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)
+    }
+
+    pub fn remove_snapshot(dir: &Path) {
+        let _ = fs::remove_file(dir.join("producer-state.json"));
+    }
+}

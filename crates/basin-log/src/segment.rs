@@ -1,0 +1,376 @@
+//! One segment of a partition log: a `.log` file of record batches written
+//! back to back, named by its base offset, with its sparse indexes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use tracing::warn;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::{IoContext, LogError, Result};
+use crate::index::SegmentIndex;
+
+/// How much of a segment to check when it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// Read every batch and check its CRC; cut the file at the first bad one.
+    Validate,
+    /// Trust the bytes; load the index files if sane, else walk the headers.
+    Trust,
+}
+
+/// What recovery cut off the end of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    pub file: PathBuf,
+    /// First offset that was not kept (the next offset after the last good batch).
+    pub offset: i64,
+    pub position: u64,
+    pub bytes_removed: u64,
+    pub reason: String,
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    /// Offset after the last batch of this segment.
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    pub path: PathBuf,
+    file: File,
+    index: SegmentIndex,
+    bytes_since_index: u64,
+    index_interval: u64,
+}
+
+/// File name stem of a segment: its base offset, zero-padded.
+pub(crate) fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+impl Segment {
+    fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
+        let stem = file_stem(base);
+        (
+            dir.join(format!("{stem}.log")),
+            dir.join(format!("{stem}.index")),
+            dir.join(format!("{stem}.timeindex")),
+        )
+    }
+
+    fn open_file(path: &Path) -> Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .at(path)
+    }
+
+    /// Create an empty segment starting at `base`.
+    pub fn create(dir: &Path, base: i64, index_interval: u64) -> Result<Segment> {
+        let (path, _, _) = Self::paths(dir, base);
+        let file = Self::open_file(&path)?;
+        file.set_len(0).at(&path)?;
+        Ok(Segment {
+            base_offset: base,
+            next_offset: base,
+            size: 0,
+            max_timestamp: -1,
+            path,
+            file,
+            index: SegmentIndex::default(),
+            bytes_since_index: 0,
+            index_interval,
+        })
+    }
+
+    /// Open an existing segment, recovering its tail when `scan` says so.
+    pub fn open(
+        dir: &Path,
+        base: i64,
+        index_interval: u64,
+        scan: Scan,
+    ) -> Result<(Segment, Option<Truncation>)> {
+        let mut seg = Self::create_handle(dir, base, index_interval)?;
+        let (_, ipath, tpath) = Self::paths(dir, base);
+        let mut from = 0u64;
+        if scan == Scan::Trust {
+            if let Some(index) = SegmentIndex::load(&ipath, &tpath, seg.size) {
+                from = index.offsets.last().map_or(0, |&(_, p)| u64::from(p));
+                seg.index = index;
+                seg.index
+                    .truncate(seg.index.offsets.last().map_or(0, |&(r, _)| r));
+            }
+        }
+        let cut = seg.scan_from(from, scan)?;
+        Ok((seg, cut))
+    }
+
+    fn create_handle(dir: &Path, base: i64, index_interval: u64) -> Result<Segment> {
+        let (path, _, _) = Self::paths(dir, base);
+        let file = Self::open_file(&path)?;
+        let size = file.metadata().at(&path)?.len();
+        Ok(Segment {
+            base_offset: base,
+            next_offset: base,
+            size,
+            max_timestamp: -1,
+            path,
+            file,
+            index: SegmentIndex::default(),
+            bytes_since_index: 0,
+            index_interval,
+        })
+    }
+
+    /// Walk batches from `from` to the end, rebuilding the index, and cut
+    /// the file at the first torn or corrupt batch.
+    fn scan_from(&mut self, from: u64, scan: Scan) -> Result<Option<Truncation>> {
+        let file_len = self.size;
+        let mut reader = BufReader::with_capacity(1 << 20, self.file.try_clone().at(&self.path)?);
+        reader.seek(SeekFrom::Start(from)).at(&self.path)?;
+        let mut pos = from;
+        let mut buf = vec![0u8; HEADER_LEN];
+        let failure = loop {
+            if pos == file_len {
+                break None;
+            }
+            match self.read_batch(&mut reader, pos, file_len, scan, &mut buf) {
+                Ok(header) => {
+                    self.track(&header, pos as u32);
+                    pos += header.size as u64;
+                }
+                Err(reason) => break Some(reason),
+            }
+        };
+        self.size = pos;
+        let Some(reason) = failure else {
+            return Ok(None);
+        };
+        let cut = Truncation {
+            file: self.path.clone(),
+            offset: self.next_offset,
+            position: pos,
+            bytes_removed: file_len - pos,
+            reason,
+        };
+        warn!(file = %cut.file.display(), offset = cut.offset, position = cut.position,
+              bytes_removed = cut.bytes_removed, reason = %cut.reason,
+              "recovery cut a torn or corrupt tail off a segment");
+        self.file.set_len(pos).at(&self.path)?;
+        self.file.sync_all().at(&self.path)?;
+        Ok(Some(cut))
+    }
+
+    fn read_batch(
+        &self,
+        reader: &mut BufReader<File>,
+        pos: u64,
+        file_len: u64,
+        scan: Scan,
+        buf: &mut Vec<u8>,
+    ) -> std::result::Result<BatchHeader, String> {
+        if file_len - pos < HEADER_LEN as u64 {
+            return Err(format!("torn header: {} bytes left", file_len - pos));
+        }
+        buf.resize(HEADER_LEN, 0);
+        reader.read_exact(buf).map_err(|e| e.to_string())?;
+        let header = batch::parse_header(buf, pos as usize).map_err(|e| e.to_string())?;
+        if pos + header.size as u64 > file_len {
+            return Err(format!(
+                "torn batch: {} bytes announced, {} left",
+                header.size,
+                file_len - pos
+            ));
+        }
+        if header.base_offset < self.next_offset {
+            return Err(format!(
+                "offset {} goes backwards (expected {})",
+                header.base_offset, self.next_offset
+            ));
+        }
+        let rest = header.size - HEADER_LEN;
+        if scan == Scan::Trust {
+            reader
+                .seek_relative(rest as i64)
+                .map_err(|e| e.to_string())?;
+            return Ok(header);
+        }
+        buf.resize(header.size, 0);
+        reader
+            .read_exact(&mut buf[HEADER_LEN..])
+            .map_err(|e| e.to_string())?;
+        batch::validate(buf, pos as usize).map_err(|e| e.to_string())
+    }
+
+    /// Update the in-memory state for a batch just appended or scanned at `pos`.
+    fn track(&mut self, header: &BatchHeader, pos: u32) {
+        let rel = (header.base_offset - self.base_offset) as u32;
+        if self.index.offsets.is_empty() || self.bytes_since_index >= self.index_interval {
+            self.index.add_offset(rel, pos);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.size as u64;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.index.add_time(self.max_timestamp, rel);
+        self.next_offset = header.next_offset();
+    }
+
+    /// Append already validated and stamped batches.
+    pub fn append(&mut self, data: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+        self.file.write_all(data).at(&self.path)?;
+        let start = self.size;
+        for (at, header) in headers {
+            self.track(header, (start + *at as u64) as u32);
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn header_at(&self, pos: u64) -> Result<BatchHeader> {
+        let mut buf = [0u8; HEADER_LEN];
+        self.file.read_exact_at(&mut buf, pos).at(&self.path)?;
+        batch::parse_header(&buf, pos as usize)
+    }
+
+    /// Position and header of the batch containing `offset`, or of the first
+    /// batch after it; `None` when the segment has nothing at or past it.
+    pub fn locate(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let rel = (offset - self.base_offset).max(0) as u32;
+        let mut pos = u64::from(self.index.position_before(rel));
+        while pos < self.size {
+            let header = self.header_at(pos)?;
+            if header.last_offset() >= offset {
+                return Ok(Some((pos, header)));
+            }
+            pos += header.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches starting with the one containing `offset`, at most
+    /// `max_bytes` (but at least one batch), stopping before `limit` offset.
+    pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<Option<Vec<u8>>> {
+        let Some((pos, first)) = self.locate(offset)? else {
+            return Ok(None);
+        };
+        if first.base_offset >= limit {
+            return Ok(None);
+        }
+        let end = if limit >= self.next_offset {
+            self.size
+        } else {
+            self.locate(limit)?.map_or(self.size, |(p, _)| p)
+        };
+        let want = (end - pos).min(max_bytes as u64).max(first.size as u64) as usize;
+        let mut buf = vec![0u8; want];
+        self.file.read_exact_at(&mut buf, pos).at(&self.path)?;
+        let complete = batch::headers(&buf)
+            .map(|(at, h)| at + h.size)
+            .last()
+            .unwrap_or(0);
+        buf.truncate(complete);
+        Ok(Some(buf))
+    }
+
+    /// First record at or after `ts`: `(offset, timestamp)`.
+    pub fn offset_for_time(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        if self.max_timestamp < ts {
+            return Ok(None);
+        }
+        let rel = self.index.offset_before_time(ts);
+        let mut pos = u64::from(self.index.position_before(rel));
+        while pos < self.size {
+            let header = self.header_at(pos)?;
+            if header.max_timestamp >= ts {
+                return self.first_record_at_or_after(pos, &header, ts);
+            }
+            pos += header.size as u64;
+        }
+        Ok(None)
+    }
+
+    fn first_record_at_or_after(
+        &self,
+        pos: u64,
+        header: &BatchHeader,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        let mut buf = vec![0u8; header.size];
+        self.file.read_exact_at(&mut buf, pos).at(&self.path)?;
+        let set = RecordBatchDecoder::decode(&mut Bytes::from(buf)).map_err(|e| {
+            LogError::CorruptBatch {
+                position: pos as usize,
+                reason: e.to_string(),
+            }
+        })?;
+        let hit = set.records.iter().find(|r| r.timestamp >= ts);
+        Ok(Some(
+            hit.map_or((header.base_offset, header.max_timestamp), |r| {
+                (r.offset, r.timestamp)
+            }),
+        ))
+    }
+
+    /// Cut the segment so that `offset` is its next offset. `offset` must
+    /// be a batch boundary; a batch straddling it is removed whole.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        let Some((pos, _)) = self.locate(offset)? else {
+            return Ok(());
+        };
+        self.file.set_len(pos).at(&self.path)?;
+        self.size = pos;
+        self.index = SegmentIndex::default();
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.bytes_since_index = 0;
+        self.scan_from(0, Scan::Trust)?;
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.file.sync_data().at(&self.path)
+    }
+
+    /// Write the index files (on roll and on clean close).
+    pub fn write_index(&self) -> Result<()> {
+        let dir = self.path.parent().expect("segment in a directory");
+        let (_, ipath, tpath) = Self::paths(dir, self.base_offset);
+        self.index.write(&ipath, &tpath)
+    }
+
+    /// Remove the segment's files.
+    pub fn delete(self) -> Result<()> {
+        let dir = self
+            .path
+            .parent()
+            .expect("segment in a directory")
+            .to_path_buf();
+        let (log, ipath, tpath) = Self::paths(&dir, self.base_offset);
+        drop(self.file);
+        for p in [log, ipath, tpath] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&p),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Headers of all batches from `offset` on.
+    pub fn headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>> {
+        let mut out = Vec::new();
+        let mut pos = self.locate(offset)?.map_or(self.size, |(p, _)| p);
+        while pos < self.size {
+            let header = self.header_at(pos)?;
+            pos += header.size as u64;
+            out.push(header);
+        }
+        Ok(out)
+    }
+}
