@@ -2,12 +2,24 @@
 //! consumer groups and idempotent producers. Start one with
 //! [`Broker::bind`] and [`Broker::serve`].
 
+pub mod codec;
 mod config;
+mod errors;
+mod groups;
+mod handlers;
+mod offsets_log;
+mod server;
+mod state;
 
 pub use config::BrokerConfig;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::state::BrokerState;
 
 /// Errors that stop the broker.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +39,7 @@ pub enum BrokerError {
 /// A bound broker, ready to serve.
 pub struct Broker {
     listener: tokio::net::TcpListener,
-    config: BrokerConfig,
+    state: Arc<BrokerState>,
 }
 
 impl Broker {
@@ -39,7 +51,17 @@ impl Broker {
                 addr: config.listen,
                 source,
             })?;
-        Ok(Broker { listener, config })
+        let addr = listener.local_addr()?;
+        let host = config
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| addr.ip().to_string());
+        let advertised = (host, i32::from(addr.port()));
+        let state = tokio::task::block_in_place(|| BrokerState::open(config, advertised))?;
+        Ok(Broker {
+            listener,
+            state: Arc::new(state),
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -51,8 +73,23 @@ impl Broker {
 
     /// Serve until `shutdown` completes, then close every log cleanly.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
-        let _ = (&self.config, &self.listener);
+        let addr = self.local_addr();
+        server::announce(&self.state, addr);
+        let tasks = [
+            tokio::spawn(server::accept_loop(self.listener, self.state.clone())),
+            tokio::spawn(server::flush_loop(self.state.clone())),
+            tokio::spawn(server::retention_loop(self.state.clone())),
+            tokio::spawn(server::group_loop(self.state.clone())),
+        ];
         shutdown.await;
+        for task in &tasks {
+            task.abort();
+        }
+        info!("shutting down: flushing and closing logs");
+        let store = self.state.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(std::io::Error::other)?;
         Ok(())
     }
 }
