@@ -123,6 +123,7 @@ impl PartitionLog {
             read_number(dir, RECOVERY_POINT).unwrap_or(0)
         };
         let (segments, cuts) = Self::open_segments(dir, &config, recovery_point)?;
+        let existed = !segments.is_empty();
         let mut inner = Inner {
             segments,
             log_start: 0,
@@ -146,7 +147,7 @@ impl PartitionLog {
             .clamp(inner.log_start, leo);
         inner.epochs.truncate_from_end(leo)?;
         inner.producers = Self::rebuild_producers(dir, &inner)?;
-        if !clean {
+        if !clean && existed {
             info!(dir = %dir.display(), log_end_offset = leo, "recovered partition log after unclean shutdown");
         }
         Ok((

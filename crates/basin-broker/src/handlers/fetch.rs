@@ -103,7 +103,11 @@ const MAX_TIMESTAMP: i64 = -3;
 
 /// ListOffsets: earliest, latest (the high watermark), by timestamp, or the
 /// record with the largest timestamp.
-pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(
+    state: &BrokerState,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .iter()
@@ -112,7 +116,7 @@ pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest) -> ListOffsets
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| list_partition(topic.as_deref(), p))
+                .map(|p| list_partition(topic.as_deref(), p, version))
                 .collect();
             list_offsets_response::ListOffsetsTopicResponse::default()
                 .with_name(t.name.clone())
@@ -125,6 +129,7 @@ pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest) -> ListOffsets
 fn list_partition(
     topic: Option<&basin_log::Topic>,
     p: &list_offsets_request::ListOffsetsPartition,
+    version: i16,
 ) -> list_offsets_response::ListOffsetsPartitionResponse {
     let response = list_offsets_response::ListOffsetsPartitionResponse::default()
         .with_partition_index(p.partition_index)
@@ -133,7 +138,12 @@ fn list_partition(
     let Some(log) = topic.and_then(|t| t.partition(p.partition_index)) else {
         return response.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let epoch = log.latest_epoch().max(0);
+    // The leader epoch is only on the wire from v4.
+    let epoch = if version >= 4 {
+        log.latest_epoch().max(0)
+    } else {
+        -1
+    };
     let found = match p.timestamp {
         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
         LATEST => Ok(Some((log.high_watermark(), -1))),

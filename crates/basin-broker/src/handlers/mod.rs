@@ -45,7 +45,7 @@ pub async fn handle(state: &BrokerState, frame: Frame) -> Result<Option<Bytes>, 
         }
         Request::InitProducerId(r) => enc(api, v, cid, &produce::init_producer_id(state, r)),
         Request::Fetch(r) => enc(api, v, cid, &fetch::fetch(state, r).await),
-        Request::ListOffsets(r) => enc(api, v, cid, &fetch::list_offsets(state, r)),
+        Request::ListOffsets(r) => enc(api, v, cid, &fetch::list_offsets(state, r, v)),
         Request::OffsetForLeaderEpoch(r) => {
             enc(api, v, cid, &fetch::offset_for_leader_epoch(state, r))
         }
