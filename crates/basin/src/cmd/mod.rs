@@ -1,0 +1,6 @@
+//! The `basin` subcommands, one module each.
+
+pub mod consume;
+pub mod produce;
+pub mod topic;
+pub mod up;

@@ -1,0 +1,205 @@
+//! `basin up`: run one broker node in the foreground until Ctrl-C or SIGTERM.
+//!
+//! Settings come from flags / `BASIN_*` environment variables, then an
+//! optional TOML file (`--config`), then [`BrokerConfig::default`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use basin_broker::{Broker, BrokerConfig};
+
+use crate::client::parse_key_value;
+
+/// Flags of `basin up`; each one also reads a `BASIN_*` variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long, env = "BASIN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder for topics, group offsets and producer state [default: ./basin-data].
+    #[arg(long, env = "BASIN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with broker settings (the fields of `BrokerConfig`).
+    #[arg(long, env = "BASIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id [default: 0].
+    #[arg(long, env = "BASIN_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Host name advertised to clients (defaults to the listen address).
+    #[arg(long, env = "BASIN_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// Do not create topics that clients ask for but that do not exist.
+    #[arg(long, env = "BASIN_NO_AUTO_CREATE")]
+    pub no_auto_create: bool,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "BASIN_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Default topic config, KEY=VALUE (repeatable), e.g. `flush.policy=every-batch`.
+    #[arg(
+        long = "log-config",
+        env = "BASIN_LOG_CONFIG",
+        value_parser = parse_key_value,
+        value_delimiter = ','
+    )]
+    pub log_config: Vec<(String, String)>,
+}
+
+/// Run the broker until a shutdown signal arrives.
+pub async fn run(args: UpArgs) -> Result<()> {
+    let config = resolve_config(&args)?;
+    tracing::debug!(?config, "broker configuration");
+    let data_dir = config.data_dir.clone();
+    let broker = Broker::bind(config).await.context("cannot start broker")?;
+    let addr = broker.local_addr();
+    tracing::info!(%addr, data_dir = %data_dir.display(), "broker bound");
+    eprintln!(
+        "basin broker listening on {addr} (data in {})",
+        data_dir.display()
+    );
+    broker
+        .serve(shutdown_signal())
+        .await
+        .context("broker stopped with an error")?;
+    tracing::info!("broker stopped");
+    Ok(())
+}
+
+/// Defaults, overlaid by the config file, overlaid by flags / environment.
+pub fn resolve_config(args: &UpArgs) -> Result<BrokerConfig> {
+    let mut config = match &args.config {
+        Some(path) => load_config_file(path)?,
+        None => BrokerConfig::default(),
+    };
+    apply_overrides(&mut config, args);
+    Ok(config)
+}
+
+/// Read and parse a TOML broker config.
+pub fn load_config_file(path: &Path) -> Result<BrokerConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Replace every setting given on the command line or in the environment.
+fn apply_overrides(config: &mut BrokerConfig, args: &UpArgs) {
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(id) = args.node_id {
+        config.node_id = id;
+    }
+    if let Some(host) = &args.advertised_host {
+        config.advertised_host = Some(host.clone());
+    }
+    if args.no_auto_create {
+        config.auto_create_topics = false;
+    }
+    if let Some(n) = args.default_partitions {
+        config.default_partitions = n;
+    }
+    merge_log_config(&mut config.log_defaults, &args.log_config);
+}
+
+/// Flag entries win over the same keys from the file.
+fn merge_log_config(defaults: &mut BTreeMap<String, String>, entries: &[(String, String)]) {
+    for (key, value) in entries {
+        defaults.insert(key.clone(), value.clone());
+    }
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        _ = sigterm() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(unix)]
+async fn sigterm() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn sigterm() {
+    std::future::pending::<()>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn parse(args: &[&str]) -> UpArgs {
+        Wrapper::parse_from(std::iter::once("up").chain(args.iter().copied())).up
+    }
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let config = resolve_config(&parse(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("basin-data"));
+        assert!(config.auto_create_topics);
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("basin.toml");
+        let toml = "listen = \"127.0.0.1:19092\"\nnode_id = 3\ndefault_partitions = 4\n\
+                    [log_defaults]\n\"retention.ms\" = \"1000\"\n\"flush.policy\" = \"os\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let args = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--node-id",
+            "7",
+            "--no-auto-create",
+            "--log-config",
+            "flush.policy=every-batch",
+        ]);
+        let config = resolve_config(&args).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:19092".parse().unwrap());
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.default_partitions, 4);
+        assert!(!config.auto_create_topics);
+        assert_eq!(config.log_defaults["retention.ms"], "1000");
+        assert_eq!(config.log_defaults["flush.policy"], "every-batch");
+    }
+
+    #[test]
+    fn bad_config_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "no_such_field = 1\n").unwrap();
+        let err = load_config_file(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("bad.toml"), "{err:#}");
+    }
+}
