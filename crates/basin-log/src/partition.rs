@@ -479,8 +479,11 @@ impl PartitionLog {
             }
         }
         inner.active().truncate_to(offset)?;
-        inner.epochs.truncate_from_end(offset)?;
-        inner.high_watermark = inner.high_watermark.min(offset);
+        // A batch straddling `offset` was removed whole: the log may now end
+        // before `offset`.
+        let end = inner.log_end();
+        inner.epochs.truncate_from_end(end)?;
+        inner.high_watermark = inner.high_watermark.min(end);
         inner.producers = ProducerState::default();
         let rebuilt = Self::rebuild_producers(&self.dir, &inner)?;
         inner.producers = rebuilt;
