@@ -105,6 +105,9 @@ impl Segment {
                 seg.index = index;
                 seg.index
                     .truncate(seg.index.offsets.last().map_or(0, |&(r, _)| r));
+                // The batches before `from` are not scanned again: their
+                // newest timestamp is the running max kept in the time index.
+                seg.max_timestamp = seg.index.times.last().map_or(-1, |&(ts, _)| ts);
             }
         }
         let cut = seg.scan_from(from, scan)?;
