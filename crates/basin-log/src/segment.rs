@@ -108,6 +108,8 @@ impl Segment {
                 // The batches before `from` are not scanned again: their
                 // newest timestamp is the running max kept in the time index.
                 seg.max_timestamp = seg.index.times.last().map_or(-1, |&(ts, _)| ts);
+                // The entry at `from` was just dropped: index that batch again.
+                seg.bytes_since_index = index_interval;
             }
         }
         let cut = seg.scan_from(from, scan)?;
