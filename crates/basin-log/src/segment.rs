@@ -98,21 +98,41 @@ impl Segment {
     ) -> Result<(Segment, Option<Truncation>)> {
         let mut seg = Self::create_handle(dir, base, index_interval)?;
         let (_, ipath, tpath) = Self::paths(dir, base);
-        let mut from = 0u64;
+        let mut scan = scan;
         if scan == Scan::Trust {
-            if let Some(index) = SegmentIndex::load(&ipath, &tpath, seg.size) {
-                from = index.offsets.last().map_or(0, |&(_, p)| u64::from(p));
-                seg.index = index;
-                seg.index
-                    .truncate(seg.index.offsets.last().map_or(0, |&(r, _)| r));
+            if let Some(mut index) = SegmentIndex::load(&ipath, &tpath, seg.size) {
+                // Resume from the last indexed batch: drop its entries, which
+                // `track` adds again, and keep what the index knew before it.
+                let (rel, from) = index
+                    .offsets
+                    .last()
+                    .map_or((0, 0), |&(r, p)| (r, u64::from(p)));
+                index.truncate(rel);
                 // The batches before `from` are not scanned again: their
                 // newest timestamp is the running max kept in the time index.
-                seg.max_timestamp = seg.index.times.last().map_or(-1, |&(ts, _)| ts);
+                seg.max_timestamp = index.times.last().map_or(-1, |&(ts, _)| ts);
+                seg.index = index;
                 // The entry at `from` was just dropped: index that batch again.
                 seg.bytes_since_index = index_interval;
+                let (end, failure) = seg.walk(from, scan)?;
+                match failure {
+                    None => {
+                        seg.size = end;
+                        return Ok((seg, None));
+                    }
+                    Some(reason) => {
+                        // The index files do not match the log: they are only
+                        // a cache, so rebuild them from a full check of the
+                        // segment rather than cutting data at their word.
+                        warn!(file = %seg.path.display(), reason = %reason,
+                              "index files disagree with the segment; rebuilding them");
+                        seg = Self::create_handle(dir, base, index_interval)?;
+                        scan = Scan::Validate;
+                    }
+                }
             }
         }
-        let cut = seg.scan_from(from, scan)?;
+        let cut = seg.scan_from(0, scan)?;
         Ok((seg, cut))
     }
 
@@ -137,22 +157,7 @@ impl Segment {
     /// the file at the first torn or corrupt batch.
     fn scan_from(&mut self, from: u64, scan: Scan) -> Result<Option<Truncation>> {
         let file_len = self.size;
-        let mut reader = BufReader::with_capacity(1 << 20, self.file.try_clone().at(&self.path)?);
-        reader.seek(SeekFrom::Start(from)).at(&self.path)?;
-        let mut pos = from;
-        let mut buf = vec![0u8; HEADER_LEN];
-        let failure = loop {
-            if pos == file_len {
-                break None;
-            }
-            match self.read_batch(&mut reader, pos, file_len, scan, &mut buf) {
-                Ok(header) => {
-                    self.track(&header, pos as u32);
-                    pos += header.size as u64;
-                }
-                Err(reason) => break Some(reason),
-            }
-        };
+        let (pos, failure) = self.walk(from, scan)?;
         self.size = pos;
         let Some(reason) = failure else {
             return Ok(None);
@@ -170,6 +175,29 @@ impl Segment {
         self.file.set_len(pos).at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
         Ok(Some(cut))
+    }
+
+    /// Walk batches from `from` to the end of the file, tracking each in
+    /// the index; returns where the walk stopped and why, if before the end.
+    fn walk(&mut self, from: u64, scan: Scan) -> Result<(u64, Option<String>)> {
+        let file_len = self.size;
+        let mut reader = BufReader::with_capacity(1 << 20, self.file.try_clone().at(&self.path)?);
+        reader.seek(SeekFrom::Start(from)).at(&self.path)?;
+        let mut pos = from;
+        let mut buf = vec![0u8; HEADER_LEN];
+        let failure = loop {
+            if pos == file_len {
+                break None;
+            }
+            match self.read_batch(&mut reader, pos, file_len, scan, &mut buf) {
+                Ok(header) => {
+                    self.track(&header, pos as u32);
+                    pos += header.size as u64;
+                }
+                Err(reason) => break Some(reason),
+            }
+        };
+        Ok((pos, failure))
     }
 
     fn read_batch(
