@@ -73,6 +73,23 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A topic directory that `delete_topic` renamed to `.<name>.<uuid>.deleted`.
+/// A topic may itself have such a name: its own directory bears the name
+/// recorded in its `topic.json`, which a renamed one does not.
+fn is_trash(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if !(name.starts_with('.') && name.ends_with(".deleted")) {
+        return false;
+    }
+    let meta_name = fs::read_to_string(path.join("topic.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<TopicMeta>(&text).ok())
+        .map(|meta| meta.name);
+    meta_name.as_deref() != Some(name)
+}
+
 impl LogStore {
     /// Open every topic under `root`, recovering their logs.
     pub fn open(root: &Path, defaults: BTreeMap<String, String>) -> Result<LogStore> {
@@ -86,6 +103,14 @@ impl LogStore {
         };
         for entry in fs::read_dir(&dir).at(&dir)? {
             let path = entry.at(&dir)?.path();
+            if is_trash(&path) {
+                // delete_topic renamed it aside but stopped before removing it.
+                info!(dir = %path.display(), "finishing the deletion of a deleted topic");
+                if let Err(e) = fs::remove_dir_all(&path) {
+                    error!(dir = %path.display(), error = %e, "could not remove deleted topic's files");
+                }
+                continue;
+            }
             if path.join("topic.json").exists() {
                 let (topic, cuts) = store.load_topic(&path)?;
                 for cut in cuts {
