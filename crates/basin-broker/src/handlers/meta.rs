@@ -298,7 +298,8 @@ fn describe_resource(
                 ))))
         }
     };
-    let wanted = r.configuration_keys.as_ref();
+    // Null or empty key lists both mean every config, as in Kafka.
+    let wanted = r.configuration_keys.as_ref().filter(|w| !w.is_empty());
     let configs = entries
         .into_iter()
         .filter(|(k, _)| wanted.is_none_or(|w| w.iter().any(|x| x.as_str() == *k)))

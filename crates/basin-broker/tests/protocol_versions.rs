@@ -1,0 +1,223 @@
+//! Every API the broker advertises answers at every advertised version with
+//! a response that decodes at that version: a guard against advertising a
+//! version whose response we cannot encode.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use basin_broker::codec::SUPPORTED;
+use basin_broker::{Broker, BrokerConfig};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+fn roundtrip<Req: Encodable, Resp: Decodable>(
+    conn: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(i32::from(version) + 1000)
+        .with_client_id(Some(StrBytes::from_static_str("versions-test")))
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    conn.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
+    conn.write_all(&buf).unwrap();
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len)
+        .unwrap_or_else(|e| panic!("{api:?} v{version}: no response: {e}"));
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).unwrap();
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+    assert_eq!(
+        header.correlation_id,
+        i32::from(version) + 1000,
+        "{api:?} v{version}"
+    );
+    Resp::decode(&mut body, version).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn exercise(conn: &mut TcpStream, api: ApiKey, v: i16) {
+    match api {
+        ApiKey::Produce => {
+            let r: ProduceResponse =
+                roundtrip(conn, api, v, &ProduceRequest::default().with_acks(1));
+            assert!(r.responses.is_empty());
+        }
+        ApiKey::Fetch => {
+            let req = FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(topic("versions"))
+                    .with_partitions(vec![
+                        fetch_request::FetchPartition::default().with_partition_max_bytes(1024)
+                    ])]);
+            let r: FetchResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.responses.len(), 1);
+        }
+        ApiKey::ListOffsets => {
+            let req = ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic("versions"))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
+                    ]),
+            ]);
+            let r: ListOffsetsResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v}");
+        }
+        ApiKey::Metadata => {
+            let r: MetadataResponse =
+                roundtrip(conn, api, v, &MetadataRequest::default().with_topics(None));
+            assert_eq!(r.brokers.len(), 1);
+        }
+        ApiKey::OffsetCommit => {
+            let _: OffsetCommitResponse = roundtrip(
+                conn,
+                api,
+                v,
+                &OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+            );
+        }
+        ApiKey::OffsetFetch => {
+            let _: OffsetFetchResponse = roundtrip(conn, api, v, &OffsetFetchRequest::default());
+        }
+        ApiKey::FindCoordinator => {
+            let req = FindCoordinatorRequest::default();
+            let req = if v >= 4 {
+                req.with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+            } else {
+                req.with_key(StrBytes::from_static_str("g"))
+            };
+            let r: FindCoordinatorResponse = roundtrip(conn, api, v, &req);
+            assert!(r.port > 0 || r.coordinators.first().is_some_and(|c| c.port > 0));
+        }
+        ApiKey::JoinGroup => {
+            let r: JoinGroupResponse = roundtrip(conn, api, v, &JoinGroupRequest::default());
+            assert_ne!(r.error_code, 0, "empty group id must be refused");
+        }
+        ApiKey::Heartbeat => {
+            let _: HeartbeatResponse = roundtrip(conn, api, v, &HeartbeatRequest::default());
+        }
+        ApiKey::LeaveGroup => {
+            let _: LeaveGroupResponse = roundtrip(conn, api, v, &LeaveGroupRequest::default());
+        }
+        ApiKey::SyncGroup => {
+            let _: SyncGroupResponse = roundtrip(conn, api, v, &SyncGroupRequest::default());
+        }
+        ApiKey::DescribeGroups => {
+            let _: DescribeGroupsResponse =
+                roundtrip(conn, api, v, &DescribeGroupsRequest::default());
+        }
+        ApiKey::ListGroups => {
+            let _: ListGroupsResponse = roundtrip(conn, api, v, &ListGroupsRequest::default());
+        }
+        ApiKey::ApiVersions => {
+            let r: ApiVersionsResponse = roundtrip(conn, api, v, &ApiVersionsRequest::default());
+            assert_eq!(r.api_keys.len(), SUPPORTED.len());
+        }
+        ApiKey::CreateTopics => {
+            let req = CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(topic(&format!("created-v{v}")))
+                    .with_num_partitions(2)
+                    .with_replication_factor(1),
+            ]);
+            let r: CreateTopicsResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.topics[0].error_code, 0, "v{v}");
+        }
+        ApiKey::DeleteTopics => {
+            let req = if v >= 6 {
+                DeleteTopicsRequest::default()
+                    .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(topic("nope")))])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![topic("nope")])
+            };
+            let r: DeleteTopicsResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.responses[0].error_code, 3, "unknown topic");
+        }
+        ApiKey::InitProducerId => {
+            let r: InitProducerIdResponse = roundtrip(
+                conn,
+                api,
+                v,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            );
+            assert!(r.producer_id.0 >= 0, "v{v}: {r:?}");
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let _: OffsetForLeaderEpochResponse =
+                roundtrip(conn, api, v, &OffsetForLeaderEpochRequest::default());
+        }
+        ApiKey::DescribeConfigs => {
+            let req = DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("versions")),
+            ]);
+            let r: DescribeConfigsResponse = roundtrip(conn, api, v, &req);
+            assert!(r.results[0]
+                .configs
+                .iter()
+                .any(|c| c.name.as_str() == "retention.ms"));
+        }
+        ApiKey::CreatePartitions => {
+            let _: CreatePartitionsResponse =
+                roundtrip(conn, api, v, &CreatePartitionsRequest::default());
+        }
+        other => panic!("advertised but not exercised: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let broker = Broker::bind(config).await.unwrap();
+    let addr = broker.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(broker.serve(async {
+        let _ = stopped.await;
+    }));
+    tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        let _: MetadataResponse = roundtrip(
+            &mut conn,
+            ApiKey::Metadata,
+            4,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(topic("versions")))]))
+                .with_allow_auto_topic_creation(true),
+        );
+        for &(api, lo, hi) in SUPPORTED {
+            for v in lo..=hi {
+                exercise(&mut conn, api, v);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
