@@ -19,7 +19,7 @@ use crate::batch::{self, BatchHeader};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::epoch::EpochCache;
 use crate::error::{IoContext, LogError, Result};
-use crate::producer::{ProducerState, SequenceCheck};
+use crate::producer::{ProducerState, RequestCheck};
 use crate::segment::{Scan, Segment, Truncation};
 
 const CLEAN_MARKER: &str = ".clean-shutdown";
@@ -280,29 +280,21 @@ impl PartitionLog {
         inner: &Inner,
         headers: &[(usize, BatchHeader)],
     ) -> Result<Option<AppendInfo>> {
-        let mut first_dup = None;
-        for (_, h) in headers {
-            match inner.producers.check(h)? {
-                SequenceCheck::Duplicate(base) => {
-                    first_dup.get_or_insert(base);
-                }
-                SequenceCheck::Append if first_dup.is_some() => break,
-                SequenceCheck::Append => return Ok(None),
-            }
+        match inner
+            .producers
+            .check_request(headers.iter().map(|(_, h)| h))?
+        {
+            RequestCheck::Append => Ok(None),
+            RequestCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } => Ok(Some(AppendInfo {
+                base_offset,
+                last_offset,
+                duplicate: true,
+                log_end_offset: inner.log_end(),
+            })),
         }
-        let Some(base) = first_dup else {
-            return Ok(None);
-        };
-        let count: i64 = headers
-            .iter()
-            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
-            .sum();
-        Ok(Some(AppendInfo {
-            base_offset: base,
-            last_offset: base + count - 1,
-            duplicate: true,
-            log_end_offset: inner.log_end(),
-        }))
     }
 
     fn maybe_roll(&self, inner: &mut Inner, incoming: usize) -> Result<()> {

@@ -40,6 +40,15 @@ pub enum SequenceCheck {
     Duplicate(i64),
 }
 
+/// What an append request of one or more batches should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCheck {
+    /// Append every batch.
+    Append,
+    /// Every batch is already in the log: acknowledge with these offsets.
+    Duplicate { base_offset: i64, last_offset: i64 },
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
@@ -100,6 +109,54 @@ impl ProducerState {
             });
         }
         Ok(SequenceCheck::Append)
+    }
+
+    /// Check the batches of one request in order, each against the state
+    /// left by those before it. A request is either all new batches or all
+    /// retries; a mix is refused as out of order.
+    pub fn check_request<'a>(
+        &self,
+        headers: impl IntoIterator<Item = &'a BatchHeader>,
+    ) -> Result<RequestCheck> {
+        // Only the producers this request touches, as they would evolve.
+        let mut scratch = ProducerState::default();
+        let mut appends = 0;
+        let mut dups: Vec<(&BatchHeader, i64)> = Vec::new();
+        for h in headers {
+            if let Some(entry) = self.producers.get(&h.producer_id) {
+                scratch
+                    .producers
+                    .entry(h.producer_id)
+                    .or_insert_with(|| entry.clone());
+            }
+            match scratch.check(h)? {
+                SequenceCheck::Append => {
+                    scratch.update(h);
+                    appends += 1;
+                }
+                SequenceCheck::Duplicate(base) => dups.push((h, base)),
+            }
+        }
+        let (Some(&(first, base_offset)), Some(&(last, last_base))) = (dups.first(), dups.last())
+        else {
+            return Ok(RequestCheck::Append);
+        };
+        if appends > 0 {
+            let expected = scratch
+                .producers
+                .get(&first.producer_id)
+                .and_then(|e| e.recent.back())
+                .map_or(0, |b| next_seq(b.last_seq));
+            return Err(LogError::OutOfOrderSequence {
+                producer_id: first.producer_id,
+                expected,
+                got: first.base_sequence,
+            });
+        }
+        Ok(RequestCheck::Duplicate {
+            base_offset,
+            last_offset: last_base + i64::from(last.last_offset_delta),
+        })
     }
 
     /// Record a batch that is now in the log.
