@@ -61,12 +61,10 @@ async fn serve_connection(stream: TcpStream, state: &BrokerState) -> Result<(), 
         let reply = match codec::decode_request(&frame) {
             Ok(request) => handlers::handle(state, request).await?,
             Err(CodecError::UnsupportedVersion {
-                api,
+                api: kafka_protocol::messages::ApiKey::ApiVersions,
                 correlation_id,
                 ..
-            }) if api == kafka_protocol::messages::ApiKey::ApiVersions => {
-                Some(codec::api_versions_fallback(correlation_id))
-            }
+            }) => Some(codec::api_versions_fallback(correlation_id)),
             Err(e) => return Err(e.to_string()),
         };
         if let Some(bytes) = reply {

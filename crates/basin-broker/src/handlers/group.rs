@@ -241,6 +241,8 @@ pub fn offset_commit(state: &BrokerState, req: OffsetCommitRequest) -> OffsetCom
 }
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
+/// Committed offsets of one topic: `(partition, offset if any)`.
+type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
 /// OffsetFetch: one group before v8, several from v8 on.
 pub fn offset_fetch(
@@ -313,13 +315,9 @@ fn fetched_group(
 }
 
 /// Committed offsets grouped by topic, in request order (or by name).
-fn fetched(
-    state: &BrokerState,
-    group: &str,
-    wanted: Wanted,
-) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+fn fetched(state: &BrokerState, group: &str, wanted: Wanted) -> Vec<TopicOffsets> {
     let rows = state.groups.committed(group, wanted.as_deref());
-    let mut out: Vec<(String, Vec<(i32, Option<Committed>)>)> = Vec::new();
+    let mut out: Vec<TopicOffsets> = Vec::new();
     for (topic, p, c) in rows {
         match out.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, parts)) => parts.push((p, c)),
