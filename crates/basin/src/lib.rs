@@ -26,3 +26,38 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => cmd::consume::run(&client, args).await,
     }
 }
+
+/// `outer: cause: root cause`, skipping causes whose text an outer message
+/// already includes (some errors repeat their source in their own message).
+pub fn error_report(error: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if report.contains(&text) {
+            continue;
+        }
+        if !report.is_empty() {
+            report.push_str(": ");
+        }
+        report.push_str(&text);
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_report_skips_repeated_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "in use");
+        let inner = anyhow::Error::new(io).context("cannot listen on x: in use");
+        let outer = inner.context("cannot start broker");
+        assert_eq!(
+            error_report(&outer),
+            "cannot start broker: cannot listen on x: in use"
+        );
+        let plain = anyhow::anyhow!("root").context("outer");
+        assert_eq!(error_report(&plain), "outer: root");
+    }
+}

@@ -123,10 +123,17 @@ fn consumer_config(client: &ClientArgs, args: &ConsumeArgs) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("allow.auto.create.topics", "false");
-    if let Some(group) = &args.group {
-        config.set("group.id", group);
-    }
+    config.set("group.id", group_id(args));
     config
+}
+
+/// The `--group`, or a throwaway id: librdkafka's assign() needs a group id
+/// even though nothing joins the group or commits to it.
+fn group_id(args: &ConsumeArgs) -> String {
+    match &args.group {
+        Some(group) => group.clone(),
+        None => format!("basin-cli-{}", std::process::id()),
+    }
 }
 
 /// Subscribe (group mode) or assign the chosen partitions at the start position.
