@@ -6,6 +6,7 @@
 //! This crate does no networking: the broker (`basin-broker`) drives it.
 
 pub mod batch;
+mod cleaner;
 pub mod config;
 mod epoch;
 mod error;
@@ -15,6 +16,7 @@ mod producer;
 mod segment;
 pub mod store;
 
+pub use cleaner::CompactionStats;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{LogError, Result};
 pub use partition::{AppendInfo, PartitionLog, ReadLimit, ReadResult};

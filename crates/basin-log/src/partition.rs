@@ -16,7 +16,8 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader};
-use crate::config::{FlushPolicy, LogConfig};
+use crate::cleaner::{self, CompactionStats};
+use crate::config::{CleanupPolicy, FlushPolicy, LogConfig};
 use crate::epoch::EpochCache;
 use crate::error::{IoContext, LogError, Result};
 use crate::producer::{ProducerState, RequestCheck};
@@ -63,6 +64,8 @@ struct Inner {
     epochs: EpochCache,
     producers: ProducerState,
     unflushed_since: Option<Instant>,
+    /// Next offset of the last closed segment at the last compaction.
+    compacted_upto: i64,
 }
 
 /// One partition's log on disk.
@@ -132,6 +135,7 @@ impl PartitionLog {
             epochs: EpochCache::load(dir)?,
             producers: ProducerState::default(),
             unflushed_since: None,
+            compacted_upto: -1,
             config,
         };
         if inner.segments.is_empty() {
@@ -486,6 +490,9 @@ impl PartitionLog {
     /// the active segment. Returns how many were deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let mut inner = self.inner.lock();
+        if inner.config.cleanup == CleanupPolicy::Compact {
+            return Ok(0);
+        }
         let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
         let mut deleted = 0;
         while inner.segments.len() > 1 {
@@ -510,6 +517,39 @@ impl PartitionLog {
             write_number(&self.dir, "log-start-offset", inner.log_start)?;
         }
         Ok(deleted)
+    }
+
+    /// Compact closed segments (for `cleanup.policy=compact`): keep only the
+    /// latest record of each key. Runs only when a segment was closed since
+    /// the last pass.
+    pub fn compact(&self) -> Result<CompactionStats> {
+        let mut inner = self.inner.lock();
+        let mut stats = CompactionStats::default();
+        let closed: Vec<i64> = inner.segments.keys().rev().skip(1).copied().collect();
+        let upto = closed.first().map_or(-1, |b| inner.segments[b].next_offset);
+        if inner.config.cleanup != CleanupPolicy::Compact || upto <= inner.compacted_upto {
+            return Ok(stats);
+        }
+        let latest = cleaner::latest_offsets(inner.segments.values())?;
+        for base in closed {
+            let seg = &inner.segments[&base];
+            let Some((cleaned, removed)) = cleaner::clean_segment(seg, &latest)? else {
+                continue;
+            };
+            stats.bytes_before += seg.size;
+            stats.bytes_after += cleaned.len() as u64;
+            stats.records_removed += removed;
+            stats.segments_rewritten += 1;
+            cleaner::replace_file(&self.dir, seg, &cleaned)?;
+            let interval = inner.config.index_interval_bytes;
+            let (reopened, _) = Segment::open(&self.dir, base, interval, Scan::Validate)?;
+            inner.segments.insert(base, reopened);
+        }
+        inner.compacted_upto = upto;
+        if stats.segments_rewritten > 0 {
+            info!(dir = %self.dir.display(), ?stats, "compacted log");
+        }
+        Ok(stats)
     }
 
     /// Flush everything and write the index files, producer snapshot and the

@@ -366,6 +366,13 @@ impl Segment {
         Ok(())
     }
 
+    /// The whole file (compaction reads closed segments whole).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.size as usize];
+        self.file.read_exact_at(&mut buf, 0).at(&self.path)?;
+        Ok(buf)
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.file.sync_data().at(&self.path)
     }

@@ -325,9 +325,10 @@ impl LogStore {
         self.each_partition(|_, p| p.flush_if_due(now).map(|_| ()));
     }
 
-    /// Apply retention to every partition.
+    /// Apply retention, and compaction for compacted topics, to every partition.
     pub fn enforce_retention(&self, now_ms: i64) {
         self.each_partition(|_, p| p.enforce_retention(now_ms).map(|_| ()));
+        self.each_partition(|_, p| p.compact().map(|_| ()));
     }
 
     /// Clean close of every partition.
