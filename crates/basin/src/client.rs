@@ -228,8 +228,12 @@ impl ClientContext for CliContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", "client error: {error}: {reason}");
+        // "N/N brokers are down" follows the telling error (e.g. connection refused).
+        let summary = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
         if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(reason.to_string());
+            if !(summary && last.is_some()) {
+                *last = Some(reason.to_string());
+            }
         }
     }
 }

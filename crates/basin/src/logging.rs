@@ -1,6 +1,8 @@
 //! Log setup: `tracing` to stderr, filtered by `--log-level`, else
 //! `RUST_LOG`, else a per-command default.
 
+use std::io::IsTerminal;
+
 use anyhow::{anyhow, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -15,6 +17,7 @@ pub fn init(level: Option<&str>, default: &str) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| anyhow!("cannot install logger: {e}"))
 }
