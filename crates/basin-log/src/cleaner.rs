@@ -26,8 +26,11 @@ pub struct CompactionStats {
     pub bytes_after: u64,
 }
 
+/// A batch's raw bytes, its records and its compression.
+type DecodedBatch = (Vec<u8>, Vec<Record>, Compression);
+
 /// Every batch of a segment, decoded, with its raw bytes.
-fn decoded_batches(seg: &Segment) -> Result<Vec<(Vec<u8>, Vec<Record>, Compression)>> {
+fn decoded_batches(seg: &Segment) -> Result<Vec<DecodedBatch>> {
     let raw = seg.read_all()?;
     let mut out = Vec::new();
     for (at, h) in batch::headers(&raw) {
@@ -87,7 +90,7 @@ pub(crate) fn clean_segment(
                 version: 2,
                 compression,
             };
-            RecordBatchEncoder::encode(&mut buf, kept.into_iter(), &options).map_err(|e| {
+            RecordBatchEncoder::encode(&mut buf, kept, &options).map_err(|e| {
                 LogError::CorruptBatch {
                     position: 0,
                     reason: format!("cannot re-encode: {e}"),
