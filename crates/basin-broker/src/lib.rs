@@ -57,7 +57,7 @@ impl Broker {
             .clone()
             .unwrap_or_else(|| addr.ip().to_string());
         let advertised = (host, i32::from(addr.port()));
-        let state = tokio::task::block_in_place(|| BrokerState::open(config, advertised))?;
+        let state = BrokerState::open(config, advertised)?;
         Ok(Broker {
             listener,
             state: Arc::new(state),
