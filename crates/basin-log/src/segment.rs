@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 use tracing::warn;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
@@ -336,17 +336,13 @@ impl Segment {
     ) -> Result<Option<(i64, i64)>> {
         let mut buf = vec![0u8; header.size];
         self.file.read_exact_at(&mut buf, pos).at(&self.path)?;
-        let set = RecordBatchDecoder::decode(&mut Bytes::from(buf)).map_err(|e| {
-            LogError::CorruptBatch {
+        let hit =
+            first_record_in_batch(&buf, header, ts).map_err(|reason| LogError::CorruptBatch {
                 position: pos as usize,
-                reason: e.to_string(),
-            }
-        })?;
-        let hit = set.records.iter().find(|r| r.timestamp >= ts);
+                reason,
+            })?;
         Ok(Some(
-            hit.map_or((header.base_offset, header.max_timestamp), |r| {
-                (r.offset, r.timestamp)
-            }),
+            hit.unwrap_or((header.base_offset, header.max_timestamp)),
         ))
     }
 
@@ -413,4 +409,67 @@ impl Segment {
         }
         Ok(out)
     }
+}
+
+/// `(offset, timestamp)` of the first record of `batch` stamped at or after
+/// `ts`. Walks the records without building them: a stored batch's header
+/// and CRC were checked on append but its records were not, so no record
+/// count, length or header count in them is trusted beyond the bytes present
+/// (a full decode would reserve memory for whatever count the producer wrote).
+fn first_record_in_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    ts: i64,
+) -> std::result::Result<Option<(i64, i64)>, String> {
+    let mut payload = Bytes::copy_from_slice(&batch[HEADER_LEN..]);
+    let take = |b: &mut Bytes| Ok(std::mem::take(b));
+    let records = match header.compression() {
+        0 => Ok(payload),
+        1 => <Gzip as Decompressor<Bytes>>::decompress(&mut payload, take),
+        2 => <Snappy as Decompressor<Bytes>>::decompress(&mut payload, take),
+        3 => <Lz4 as Decompressor<Bytes>>::decompress(&mut payload, take),
+        4 => <Zstd as Decompressor<Bytes>>::decompress(&mut payload, take),
+        c => return Err(format!("unknown compression codec {c}")),
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    let mut rest = &records[..];
+    for _ in 0..header.record_count {
+        if rest.is_empty() {
+            break; // fewer records than the header claims
+        }
+        // length, attributes, timestampDelta, offsetDelta, then the rest.
+        let len = read_varint(&mut rest)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= rest.len())
+            .ok_or_else(|| format!("record length {len} runs past the batch"))?;
+        let (record, after) = rest.split_at(len);
+        rest = after;
+        let mut fields = record.get(1..).ok_or("empty record")?;
+        let timestamp = header
+            .base_timestamp
+            .saturating_add(read_varint(&mut fields)?);
+        let delta = read_varint(&mut fields)?;
+        if !(0..=i64::from(header.last_offset_delta)).contains(&delta) {
+            return Err(format!("record offset delta {delta} is outside the batch"));
+        }
+        if timestamp >= ts {
+            return Ok(Some((header.base_offset + delta, timestamp)));
+        }
+    }
+    Ok(None)
+}
+
+/// Read one zig-zag varint (Kafka's varint and varlong) from the front of `buf`.
+fn read_varint(buf: &mut &[u8]) -> std::result::Result<i64, String> {
+    let mut raw = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = buf.split_first().ok_or("truncated varint")?;
+        *buf = rest;
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    Err("varint longer than 10 bytes".into())
 }
