@@ -165,7 +165,9 @@ pub fn validate(batch: &[u8], position: usize) -> Result<BatchHeader> {
             ),
         });
     }
-    if header.compression() == 0 && header.record_count != header.last_offset_delta + 1 {
+    // Kafka's rule for every v2 batch, compressed or not: the offsets a
+    // batch takes are exactly its records (i64: lastOffsetDelta may be i32::MAX).
+    if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
         return Err(LogError::CorruptBatch {
             position,
             reason: format!(
