@@ -26,6 +26,10 @@ use crate::segment::{Scan, Segment, Truncation};
 const CLEAN_MARKER: &str = ".clean-shutdown";
 const RECOVERY_POINT: &str = "recovery-point";
 const HIGH_WATERMARK: &str = "high-watermark";
+/// Most offsets one segment may span: its indexes hold offsets relative to
+/// its base (as in Kafka, which rolls when a relative offset would pass
+/// `i32::MAX`).
+const MAX_SEGMENT_SPAN: i64 = i32::MAX as i64;
 
 /// Outcome of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +226,18 @@ impl PartitionLog {
         if let Some(info) = Self::check_duplicates(&inner, &headers)? {
             return Ok(info);
         }
+        // Offsets inside a segment are indexed relative to its base: a
+        // request must fit in one segment's range (a single batch always does).
+        let span: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        if span > MAX_SEGMENT_SPAN {
+            return Err(LogError::CorruptBatch {
+                position: 0,
+                reason: format!("the batches take {span} offsets, more than one segment can index"),
+            });
+        }
         let base = inner.log_end();
         let mut next = base;
         let mut stamped = Vec::with_capacity(headers.len());
@@ -236,7 +252,7 @@ impl PartitionLog {
             stamped.push((at, h));
         }
         inner.epochs.assign(leader_epoch, base)?;
-        self.maybe_roll(&mut inner, records.len())?;
+        self.maybe_roll(&mut inner, records.len(), next)?;
         inner.active().append(records, &stamped)?;
         for (_, h) in &stamped {
             inner.producers.update(h);
@@ -301,13 +317,17 @@ impl PartitionLog {
         }
     }
 
-    fn maybe_roll(&self, inner: &mut Inner, incoming: usize) -> Result<()> {
+    /// Start a new segment if `incoming` bytes would make the active one too
+    /// big, or its offsets up to `next_offset` too far from its base.
+    fn maybe_roll(&self, inner: &mut Inner, incoming: usize, next_offset: i64) -> Result<()> {
         let (limit, interval) = (
             inner.config.segment_bytes,
             inner.config.index_interval_bytes,
         );
         let active = inner.active();
-        if active.size == 0 || active.size + incoming as u64 <= limit {
+        let fits = active.size + incoming as u64 <= limit
+            && next_offset - active.base_offset <= MAX_SEGMENT_SPAN;
+        if active.size == 0 || fits {
             return Ok(());
         }
         active.flush()?;
