@@ -25,7 +25,7 @@ LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/basin-test.XXXXXX")"
 START_TS=$(date +%s)
 
 FAILED=()
-PASSED=()
+STEPS=()
 SUMMARY_LINES=()
 
 section() {
@@ -51,10 +51,11 @@ run_step() {
   set -e
   LAST_RC=$rc
   if [[ $rc -eq 0 ]]; then
-    PASSED+=("$name")
+    STEPS+=("ok      $name")
     echo "---- $name: ok ($(( $(date +%s) - t0 ))s)"
   else
-    FAILED+=("$name (exit $rc)")
+    FAILED+=("$name")
+    STEPS+=("FAILED  $name (exit code $rc)")
     echo "---- $name: FAILED with exit code $rc ($(( $(date +%s) - t0 ))s)"
   fi
   return 0
@@ -150,7 +151,8 @@ if [[ $BUILD_OK -eq 1 ]]; then
 else
   section "Rust tests"
   echo "skipped: the build failed"
-  FAILED+=("Rust tests (not run: build failed)")
+  FAILED+=("Rust tests")
+  STEPS+=("FAILED  Rust tests (not run: the build failed)")
 fi
 
 # ---------------------------------------------------------------------------
@@ -182,21 +184,20 @@ client_tests() {
 if [[ ${BASIN_SKIP_CLIENT_TESTS:-0} == 1 ]]; then
   section "Client tests (pytest)"
   echo "skipped: BASIN_SKIP_CLIENT_TESTS=1"
+  STEPS+=("skipped Client tests (BASIN_SKIP_CLIENT_TESTS=1)")
 elif [[ $BUILD_OK -eq 1 ]]; then
   run_step "Client tests (pytest)" client_tests
 else
   section "Client tests (pytest)"
   echo "skipped: the build failed"
-  FAILED+=("Client tests (not run: build failed)")
+  FAILED+=("Client tests")
+  STEPS+=("FAILED  Client tests (not run: the build failed)")
 fi
 
 # ---------------------------------------------------------------------------
 section "Summary ($(elapsed))"
-for s in "${PASSED[@]}"; do
-  echo "  ok      $s"
-done
-for s in "${FAILED[@]}"; do
-  echo "  FAILED  $s"
+for s in "${STEPS[@]}"; do
+  echo "  $s"
 done
 
 # Repeat the runners' own closing lines, then one combined count.
@@ -243,7 +244,7 @@ echo "logs: $LOG_DIR"
 echo
 
 if [[ ${#FAILED[@]} -gt 0 ]]; then
-  echo "RESULT: FAILED (${#FAILED[@]} step(s) failed)"
+  echo "RESULT: FAILED (${#FAILED[@]} step(s): $(printf '%s; ' "${FAILED[@]}"))"
   echo "total: $total_pass passed, $total_fail failed"
   exit 1
 fi

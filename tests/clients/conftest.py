@@ -82,8 +82,10 @@ class BasinBroker:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        env = dict(os.environ)
+        # Hermetic: only the flags above configure the broker, not a caller's BASIN_* variables.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BASIN_")}
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "ab") as log:
             log.write(f"\n----- start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()

@@ -3,6 +3,7 @@ resuming from committed offsets across a broker restart."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -75,7 +76,13 @@ def wait_until(cond, timeout: float, what, members=()) -> None:
         if cond():
             return
         time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+    stacks = sys._current_frames()
+    dump = "".join(
+        f"\n--- stack of {m.name} ---\n" + "".join(traceback.format_stack(stacks[m.ident]))
+        for m in members
+        if m.ident in stacks
+    )
+    pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}{dump}")
 
 
 def test_group_splits_partitions_and_rebalances_on_leave(broker):
