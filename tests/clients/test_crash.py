@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import by_partition, consume_all, create_topic
+from confluent_kafka.admin import ConfigResource
+
+from helpers import admin_client, by_partition, consume_all, create_topic
 
 HERE = Path(__file__).resolve().parent
 PARTITIONS = 3
@@ -29,6 +31,12 @@ def read_acks(path: Path) -> list[tuple[int, int, str]]:
 def test_kill9_keeps_every_acknowledged_record(broker, tmp_path):
     topic = "crash"
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS, config={"flush.messages": "1"})
+    admin = admin_client(broker.bootstrap)
+    futures = admin.describe_configs([ConfigResource("topic", topic)])
+    configs = {k: v.value for k, v in next(iter(futures.values())).result(timeout=30).items()}
+    assert configs.get("flush.messages") == "1", configs
+    if "flush.policy" in configs:
+        assert configs["flush.policy"] == "every-batch", configs
 
     acks_path = tmp_path / "acks.tsv"
     errors_path = tmp_path / "errors.tsv"

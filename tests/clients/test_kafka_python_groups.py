@@ -184,7 +184,7 @@ def test_group_resumes_from_committed_offsets_after_restart(broker, how):
     second = new_consumer(broker.bootstrap, group, "resume-2", max_poll_records=500)
     try:
         second.subscribe([topic])
-        poll_records(second, after, lambda: len(before) + len(after) >= N_RESUME, timeout=90)
+        poll_records(second, after, lambda: len(before) + len(after) >= N_RESUME, timeout=60)
         # Keep polling briefly so that repeats past the end would show up.
         poll_records(second, after, lambda: False, timeout=2)
     finally:
