@@ -113,7 +113,7 @@ if ! "$PYTHON" -c "$PY_IMPORTS" >/dev/null 2>&1; then
 else
   echo "python packages: already importable"
 fi
-"$PYTHON" -c 'import kafka, confluent_kafka, pytest; print("kafka-python", kafka.__version__, "| confluent-kafka", confluent_kafka.version()[0], "| librdkafka", confluent_kafka.libversion()[0], "| pytest", pytest.__version__)'
+"$PYTHON" -c 'import kafka, confluent_kafka, pytest; from importlib.metadata import version; print("kafka-python", kafka.__version__, "| confluent-kafka", version("confluent-kafka"), "| librdkafka", confluent_kafka.libversion()[0], "| pytest", pytest.__version__)'
 
 if cargo nextest --version >/dev/null 2>&1; then
   HAVE_NEXTEST=1

@@ -10,6 +10,7 @@ log file that is attached to the report of a failing test.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -30,6 +31,14 @@ def basin_bin() -> Path:
         return Path(explicit)
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/basin-target")
     return Path(target) / "debug" / "basin"
+
+
+def _die_with_parent() -> None:
+    """Runs in the broker child: SIGKILL it if the test process dies (no orphans)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -96,6 +105,7 @@ class BasinBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=str(self.data_dir.parent),
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
