@@ -64,7 +64,8 @@ def test_idempotent_producer_exactly_once_in_order(broker):
         got = [r.value for r in parts.get(p, [])]
         assert got == expected, f"partition {p}: order or content differs"
         for r in parts[p]:
-            assert acked_offset[r.value] == r.offset, f"{r.value!r}: acked at {acked_offset[r.value]}, stored at {r.offset}"
+            acked_at = acked_offset[r.value]
+            assert acked_at == r.offset, f"{r.value!r}: acked at {acked_at}, stored at {r.offset}"
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -97,7 +98,7 @@ def test_compression_roundtrip(broker, codec):
     records = consume_all(broker.bootstrap, topic, 1, expected=len(items))
     assert len(records) == len(items)
     assert [r.offset for r in records] == list(range(len(items)))
-    for r, (_, key, value, headers) in zip(records, items):
+    for r, (_, key, value, headers) in zip(records, items, strict=True):
         assert r.key == key, f"offset {r.offset}: key"
         assert (r.value or b"") == value, f"offset {r.offset}: value differs"
         assert [(k, v) for k, v in r.headers] == (headers or []), f"offset {r.offset}: headers"

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from helpers import admin_client, by_partition, consume_all, create_topic
@@ -115,3 +116,39 @@ def test_kill9_keeps_every_acknowledged_record(broker, tmp_path):
         "the idempotent producer hit a fatal error after the restart "
         "(producer state lost or sequence mismatch?)\n" + context
     )
+
+
+def test_acknowledged_records_readable_after_kill9_without_new_writes(broker):
+    """Acked records must be readable right after a crash restart, before any
+    new write moves the high watermark."""
+    topic = "crash-idle"
+    n = 3000
+    create_topic(broker.bootstrap, topic, partitions=PARTITIONS, config={"flush.messages": "1"})
+    acked = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    for i in range(n):
+        p.produce(
+            topic,
+            value=f"idle-{i:06d}".encode(),
+            partition=i % PARTITIONS,
+            on_delivery=lambda err, msg: acked.append(msg.value().decode()) if err is None else None,
+        )
+        p.poll(0)
+    assert p.flush(60) == 0
+    assert len(acked) == n
+    del p
+
+    broker.kill9()
+    broker.start()
+
+    try:
+        records = consume_all(broker.bootstrap, topic, PARTITIONS, expected=n, timeout=30)
+    except AssertionError as e:
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "hw-probe"})
+        marks = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=10) for q in range(PARTITIONS)}
+        c.close()
+        raise AssertionError(f"{e}\n(low, high) watermarks after the restart: {marks}") from None
+    values = [r.value.decode() for r in records]
+    assert sorted(values) == sorted(acked)
+    for q, recs in by_partition(records).items():
+        assert [r.value.decode() for r in recs] == [f"idle-{i:06d}" for i in range(q, n, PARTITIONS)]

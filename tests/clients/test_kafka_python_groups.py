@@ -141,12 +141,15 @@ def produce_numbered(bootstrap: str, topic: str, n: int) -> None:
         producer.close(timeout=10)
 
 
-def poll_records(consumer: KafkaConsumer, sink: list, until, timeout: float) -> None:
+def poll_records(consumer: KafkaConsumer, sink: list, until, timeout: float, commit: bool = False) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not until():
-        for tp, msgs in consumer.poll(timeout_ms=500).items():
+        batch = consumer.poll(timeout_ms=500)
+        for tp, msgs in batch.items():
             for m in msgs:
                 sink.append((tp.partition, m.offset, m.value.decode()))
+        if commit and batch:
+            consumer.commit(timeout_ms=30000)  # synchronous, after processing each batch
 
 
 @pytest.mark.parametrize("how", ["restart", "kill9"])
@@ -161,10 +164,10 @@ def test_group_resumes_from_committed_offsets_after_restart(broker, how):
     first = new_consumer(broker.bootstrap, group, "resume-1", max_poll_records=50)
     try:
         first.subscribe([topic])
-        poll_records(first, before, lambda: len(before) >= N_RESUME // 2, timeout=60)
+        poll_records(first, before, lambda: len(before) >= N_RESUME // 2, timeout=60, commit=True)
         assert len(before) >= N_RESUME // 2, f"only {len(before)} records before the restart"
         assert len(before) < N_RESUME, "the first consumer read everything; nothing left to resume"
-        first.commit(timeout_ms=30000)  # synchronous: positions of everything returned by poll()
+        first.commit(timeout_ms=30000)  # again, explicitly: positions of everything returned by poll()
         last = {}
         for p, off, _ in before:
             last[p] = max(last.get(p, -1), off)
@@ -187,6 +190,8 @@ def test_group_resumes_from_committed_offsets_after_restart(broker, how):
         poll_records(second, after, lambda: len(before) + len(after) >= N_RESUME, timeout=60)
         # Keep polling briefly so that repeats past the end would show up.
         poll_records(second, after, lambda: False, timeout=2)
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = {tp.partition: off for tp, off in second.end_offsets(tps).items()}
     finally:
         second.close(autocommit=False, timeout_ms=10000)
 
@@ -197,7 +202,10 @@ def test_group_resumes_from_committed_offsets_after_restart(broker, how):
     assert len(set(before_vals)) == len(before_vals), "duplicates before the restart"
     assert len(set(after_vals)) == len(after_vals), "duplicates after the restart"
     missing = all_values - set(before_vals) - set(after_vals)
-    assert not missing, f"{len(missing)} records never delivered, e.g. {sorted(missing)[:5]}"
+    assert not missing, (
+        f"{len(missing)} records never delivered, e.g. {sorted(missing)[:5]}; "
+        f"end offsets (high watermarks) after the {how}: {ends}, expected {N_RESUME // PARTITIONS} each"
+    )
     assert len(before_vals) + len(after_vals) == N_RESUME
 
     # Per partition, the second consumer starts exactly where the first stopped.

@@ -91,5 +91,5 @@ def test_kcat_produce_consume_100k(broker, tmp_path):
         consumed.append(val)
     assert offsets == list(range(N_RECORDS)), "offsets are not 0..N-1 in order"
     if consumed != values:
-        first = next(i for i, (a, b) in enumerate(zip(consumed, values)) if a != b)
+        first = next(i for i, (a, b) in enumerate(zip(consumed, values, strict=True)) if a != b)
         pytest.fail(f"first mismatch at offset {first}: {consumed[first]!r} != {values[first]!r}")

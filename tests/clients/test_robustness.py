@@ -31,7 +31,7 @@ def outcome_after(sock: socket.socket) -> str:
     except (ConnectionResetError, BrokenPipeError):
         return "closed"
     except socket.timeout:
-        raise AssertionError(f"broker neither answered nor closed within {READ_TIMEOUT_S}s")
+        raise AssertionError(f"broker neither answered nor closed within {READ_TIMEOUT_S}s") from None
     return "answered" if data else "closed"
 
 
@@ -60,7 +60,7 @@ def assert_broker_works(broker, topic: str) -> None:
 def test_garbage_frames(broker):
     rng = random.Random(0xBA5111)
     outcomes = []
-    for i in range(20):
+    for _ in range(20):
         body = rng.randbytes(rng.randint(8, 256))
         outcomes.append(send_and_expect_drop_or_error(broker, struct.pack(">i", len(body)) + body))
     # A plausible header (ApiVersions v3, correlation id 7) followed by garbage.
