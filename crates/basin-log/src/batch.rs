@@ -165,9 +165,11 @@ pub fn validate(batch: &[u8], position: usize) -> Result<BatchHeader> {
             ),
         });
     }
-    // Kafka's rule for every v2 batch, compressed or not: the offsets a
-    // batch takes are exactly its records (i64: lastOffsetDelta may be i32::MAX).
-    if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+    // Every record has its own offset, so a batch holds at most
+    // lastOffsetDelta + 1 records: exactly that many as produced (checked by
+    // `PartitionLog::append`), fewer after compaction, which keeps offsets.
+    // In i64: lastOffsetDelta may be i32::MAX.
+    if i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1 {
         return Err(LogError::CorruptBatch {
             position,
             reason: format!(

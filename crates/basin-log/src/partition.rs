@@ -284,7 +284,19 @@ impl PartitionLog {
                     reason: format!("batch of {size} bytes runs past the request end"),
                 });
             }
-            out.push((pos, batch::validate(&records[pos..end], pos)?));
+            let header = batch::validate(&records[pos..end], pos)?;
+            // Kafka's rule for a produced v2 batch, whatever its codec: one
+            // record per offset (only compaction leaves gaps).
+            if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+                return Err(LogError::CorruptBatch {
+                    position: pos,
+                    reason: format!(
+                        "record count {} disagrees with lastOffsetDelta {}",
+                        header.record_count, header.last_offset_delta
+                    ),
+                });
+            }
+            out.push((pos, header));
             pos = end;
         }
         if out.is_empty() {
