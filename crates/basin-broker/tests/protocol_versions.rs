@@ -221,3 +221,53 @@ async fn every_advertised_version_answers() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A request whose array length claims billions of entries is refused (the
+/// connection closes) without the broker reserving that memory, and the
+/// broker keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_array_lengths_do_not_take_the_broker_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let broker = Broker::bind(config).await.unwrap();
+    let addr = broker.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(broker.serve(async {
+        let _ = stopped.await;
+    }));
+    tokio::task::spawn_blocking(move || {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(9)
+            .with_correlation_id(1)
+            .encode(&mut buf, ApiKey::Fetch.request_header_version(9))
+            .unwrap();
+        // replica id, max wait, min bytes, max bytes, isolation, session id, epoch
+        buf.extend_from_slice(&[
+            0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        buf.extend_from_slice(&i32::MAX.to_be_bytes()); // topics array length
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
+        conn.write_all(&buf).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            conn.read(&mut byte).unwrap_or(0),
+            0,
+            "the bad connection is closed"
+        );
+        let mut fresh = TcpStream::connect(addr).unwrap();
+        let r: MetadataResponse =
+            roundtrip(&mut fresh, ApiKey::Metadata, 9, &MetadataRequest::default());
+        assert_eq!(r.brokers.len(), 1);
+    })
+    .await
+    .unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
