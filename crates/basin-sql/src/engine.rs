@@ -1,0 +1,249 @@
+//! The SQL engine: a DataFusion session with Basin's catalog (persistent
+//! external tables, the `lake` schema), statement routing (DDL persistence,
+//! lake CTAS) and errors that point at the SQL.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::collect;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
+use tracing::warn;
+
+use crate::catalog::{render_external, Catalog};
+use crate::error::{Result, SqlError};
+use crate::lake::{Lake, LakeMeta, Leftover};
+use crate::lake_table::{LakeSchema, LakeTable};
+use crate::partitioned::{extract_partitioned_by, PartitionSpec};
+
+/// The result of one statement.
+pub enum Output {
+    /// A query: its rows, still to be streamed.
+    Rows(DataFrame),
+    /// DDL or DML: a line saying what happened.
+    Message(String),
+}
+
+/// A SQL session over a Basin data dir.
+pub struct Engine {
+    ctx: SessionContext,
+    catalog: Catalog,
+    lake: Lake,
+    data_dir: PathBuf,
+    leftovers: Vec<Leftover>,
+}
+
+impl Engine {
+    /// Open the catalog and lake under `data_dir`, cleaning up unfinished writes.
+    pub async fn open(data_dir: &Path) -> Result<Engine> {
+        let mut config = SessionConfig::new().with_information_schema(true);
+        config.options_mut().sql_parser.collect_spans = true;
+        let ctx = SessionContext::new_with_config(config).enable_url_table();
+        let lake = Lake::open(data_dir)?;
+        let leftovers = lake.clean_leftovers()?;
+        let catalog = Catalog::open(data_dir)?;
+        let default = ctx.catalog("datafusion").expect("default catalog");
+        default
+            .register_schema("lake", Arc::new(LakeSchema::new(lake.clone())))
+            .map_err(SqlError::from)?;
+        let engine = Engine {
+            ctx,
+            catalog,
+            lake,
+            data_dir: data_dir.to_path_buf(),
+            leftovers,
+        };
+        engine.replay_catalog().await;
+        Ok(engine)
+    }
+
+    /// Writes that an earlier, killed job left behind and `open` removed.
+    pub fn leftovers(&self) -> &[Leftover] {
+        &self.leftovers
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    async fn replay_catalog(&self) {
+        for (name, ddl) in self.catalog.definitions() {
+            if let Err(e) = self.ctx.sql(&ddl).await {
+                warn!(table = %name, error = %e, "could not restore external table; skipping it");
+            }
+        }
+    }
+
+    /// Run every statement of `sql` in order; the outputs of all of them.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<Output>> {
+        let (sql, partitions) = extract_partitioned_by(sql);
+        let statements = DFParser::parse_sql(&sql).map_err(SqlError::from)?;
+        let mut outputs = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outputs.push(self.run(statement, &partitions).await?);
+        }
+        Ok(outputs)
+    }
+
+    async fn run(&self, statement: Statement, partitions: &[PartitionSpec]) -> Result<Output> {
+        match &statement {
+            Statement::CreateExternalTable(c) => {
+                let ddl = render_external(c);
+                let name = c.name.to_string();
+                self.plan_and_run(statement.clone()).await?;
+                self.catalog.put(&name, ddl)?;
+                Ok(Output::Message(format!("created external table {name}")))
+            }
+            Statement::Statement(s) => match s.as_ref() {
+                SqlStatement::CreateTable(ct)
+                    if ct.query.is_some() && is_lake(&ct.name.to_string()) =>
+                {
+                    let name = lake_name(&ct.name.to_string());
+                    let spec = partitions.iter().find(|p| lake_name(&p.table) == name);
+                    let query = ct.query.clone().expect("checked");
+                    let query = Statement::Statement(Box::new(SqlStatement::Query(query)));
+                    self.create_lake_table(&name, query, spec, ct.or_replace, ct.if_not_exists)
+                        .await
+                }
+                SqlStatement::Drop {
+                    object_type: ObjectType::Table,
+                    names,
+                    ..
+                } => {
+                    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                    self.plan_and_run(statement.clone()).await?;
+                    for name in &names {
+                        self.catalog.remove(name)?;
+                    }
+                    Ok(Output::Message(format!("dropped {}", names.join(", "))))
+                }
+                _ => self.plan_and_run(statement.clone()).await,
+            },
+            _ => self.plan_and_run(statement.clone()).await,
+        }
+    }
+
+    async fn plan_and_run(&self, statement: Statement) -> Result<Output> {
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let is_dml = matches!(plan, LogicalPlan::Dml(_));
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        if !is_dml {
+            return Ok(Output::Rows(df));
+        }
+        let rows = count_of(&df.collect().await?);
+        Ok(Output::Message(format!("{rows} rows written")))
+    }
+
+    /// `CREATE TABLE lake.x [PARTITIONED BY (...)] AS SELECT ...`: write the
+    /// query's rows as a new version of the table, committed atomically.
+    async fn create_lake_table(
+        &self,
+        name: &str,
+        query: Statement,
+        spec: Option<&PartitionSpec>,
+        or_replace: bool,
+        if_not_exists: bool,
+    ) -> Result<Output> {
+        let existing = self.lake.meta(name)?;
+        if existing.is_some() && if_not_exists {
+            return Ok(Output::Message(format!(
+                "lake.{name} already exists; nothing done"
+            )));
+        }
+        if existing.is_some() && !or_replace {
+            return Err(SqlError::Invalid(format!(
+                "table lake.{name} already exists (use CREATE OR REPLACE TABLE)"
+            )));
+        }
+        let plan = self.ctx.state().statement_to_plan(query).await?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let partition_cols = spec.map(|s| s.columns.clone()).unwrap_or_default();
+        let (df, schema) = partition_columns_last(df, &partition_cols)?;
+        let meta = LakeMeta {
+            name: name.to_string(),
+            schema: schema.as_ref().clone(),
+            partition_cols,
+            version: existing.map_or(0, |m| m.version),
+        };
+        let rows = self.write(df, meta, InsertOp::Overwrite).await?;
+        Ok(Output::Message(format!(
+            "created lake.{name} with {rows} rows"
+        )))
+    }
+
+    async fn write(&self, df: DataFrame, meta: LakeMeta, op: InsertOp) -> Result<u64> {
+        let table = LakeTable::new(self.lake.clone(), meta);
+        let state = self.ctx.state();
+        let input = df.create_physical_plan().await?;
+        let sink = table.insert_into(&state, input, op).await?;
+        let batches = collect(sink, self.ctx.task_ctx()).await?;
+        Ok(count_of(&batches))
+    }
+}
+
+fn is_lake(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 2 && parts[parts.len() - 2].trim_matches('"') == "lake"
+}
+
+fn lake_name(name: &str) -> String {
+    name.rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Reorder `df` so partition columns come last (the lake's layout), and
+/// check they exist.
+fn partition_columns_last(
+    df: DataFrame,
+    partition_cols: &[String],
+) -> Result<(DataFrame, SchemaRef)> {
+    let fields: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    for col in partition_cols {
+        if !fields.contains(col) {
+            return Err(SqlError::Invalid(format!(
+                "PARTITIONED BY column {col} is not in the query's columns ({})",
+                fields.join(", ")
+            )));
+        }
+    }
+    let mut order: Vec<&str> = fields
+        .iter()
+        .filter(|f| !partition_cols.contains(f))
+        .map(String::as_str)
+        .collect();
+    order.extend(partition_cols.iter().map(String::as_str));
+    let df = df.select_columns(&order)?;
+    let schema: Schema = df.schema().as_arrow().clone();
+    Ok((df, Arc::new(schema)))
+}
+
+fn count_of(batches: &[datafusion::arrow::array::RecordBatch]) -> u64 {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    batches
+        .iter()
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.value(0))
+        })
+        .sum()
+}

@@ -1,0 +1,17 @@
+//! `basin-sql`: Basin's SQL layer. A DataFusion session over a data dir:
+//! a persistent catalog of external tables (CSV, JSON lines, Parquet), the
+//! `lake` schema of Parquet tables written atomically (optionally
+//! partitioned, hive layout), and output in the formats data engineers use.
+
+mod catalog;
+mod engine;
+mod error;
+pub mod lake;
+mod lake_table;
+pub mod output;
+mod partitioned;
+
+pub use engine::{Engine, Output};
+pub use error::{Result, SqlError};
+pub use lake::Leftover;
+pub use output::{write_output, Format};
