@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::client::ClientArgs;
 use crate::cmd::consume::ConsumeArgs;
+use crate::cmd::gen::GenCommand;
 use crate::cmd::produce::ProduceArgs;
 use crate::cmd::topic::TopicCommand;
 use crate::cmd::up::UpArgs;
@@ -35,6 +36,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records to stdout, one per line.
     Consume(ConsumeArgs),
+    /// Generate realistic synthetic data sets: files or a stream to a topic.
+    #[command(subcommand)]
+    Gen(GenCommand),
 }
 
 impl Command {

@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .context("producer thread panicked")?
         }
         Command::Consume(args) => cmd::consume::run(&client, args).await,
+        Command::Gen(command) => cmd::gen::run(&client, command).await,
     }
 }
 

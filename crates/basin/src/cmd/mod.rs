@@ -1,6 +1,7 @@
 //! The `basin` subcommands, one module each.
 
 pub mod consume;
+pub mod gen;
 pub mod produce;
 pub mod topic;
 pub mod up;
