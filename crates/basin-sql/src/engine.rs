@@ -21,6 +21,8 @@ use crate::error::{Result, SqlError};
 use crate::lake::{Lake, LakeMeta, Leftover};
 use crate::lake_table::{LakeSchema, LakeTable};
 use crate::partitioned::{extract_partitioned_by, PartitionSpec};
+use crate::topic::TopicTableFactory;
+use datafusion::execution::session_state::SessionStateBuilder;
 
 /// The result of one statement.
 pub enum Output {
@@ -44,7 +46,14 @@ impl Engine {
     pub async fn open(data_dir: &Path) -> Result<Engine> {
         let mut config = SessionConfig::new().with_information_schema(true);
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = SessionContext::new_with_config(config).enable_url_table();
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        state
+            .table_factories_mut()
+            .insert("TOPIC".to_string(), Arc::new(TopicTableFactory));
+        let ctx = SessionContext::new_with_state(state).enable_url_table();
         let lake = Lake::open(data_dir)?;
         let leftovers = lake.clean_leftovers()?;
         let catalog = Catalog::open(data_dir)?;

@@ -10,6 +10,7 @@ pub mod lake;
 mod lake_table;
 pub mod output;
 mod partitioned;
+pub mod topic;
 
 pub use engine::{Engine, Output};
 pub use error::{Result, SqlError};

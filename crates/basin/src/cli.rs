@@ -6,6 +6,7 @@ use crate::client::ClientArgs;
 use crate::cmd::consume::ConsumeArgs;
 use crate::cmd::gen::GenCommand;
 use crate::cmd::produce::ProduceArgs;
+use crate::cmd::sql::SqlArgs;
 use crate::cmd::topic::TopicCommand;
 use crate::cmd::up::UpArgs;
 
@@ -36,6 +37,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records to stdout, one per line.
     Consume(ConsumeArgs),
+    /// Run SQL over the catalog and the lake: a statement, a file, or a shell.
+    Sql(SqlArgs),
     /// Generate realistic synthetic data sets: files or a stream to a topic.
     #[command(subcommand)]
     Gen(GenCommand),

@@ -3,5 +3,6 @@
 pub mod consume;
 pub mod gen;
 pub mod produce;
+pub mod sql;
 pub mod topic;
 pub mod up;

@@ -1,0 +1,416 @@
+//! Topics as tables: `CREATE EXTERNAL TABLE t (...) STORED AS TOPIC
+//! LOCATION 'topic' OPTIONS ('format' 'json', 'brokers' 'host:port')`.
+//!
+//! A scan reads every partition from its earliest offset to the high
+//! watermark seen when the scan starts, through the Kafka protocol (so it
+//! works against Basin or any Kafka-compatible cluster), decodes JSON-lines
+//! values with the declared schema and adds the record's Kafka metadata as
+//! columns `_partition`, `_offset`, `_timestamp` and `_key`. An insert
+//! produces each row as one JSON value with `acks=all`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::json::{LineDelimitedWriter, ReaderBuilder};
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::common::{exec_err, plan_err, DataFusionError};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableType};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+type DfResult<T> = datafusion::error::Result<T>;
+
+/// Kafka metadata columns appended to every topic table.
+const META_COLUMNS: [&str; 4] = ["_partition", "_offset", "_timestamp", "_key"];
+const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+const TIMEOUT: Duration = Duration::from_secs(10);
+const ROWS_PER_BATCH: usize = 8192;
+
+fn kafka_err(e: impl fmt::Display) -> DataFusionError {
+    DataFusionError::External(format!("kafka: {e}").into())
+}
+
+/// Makes `TopicTable`s for `STORED AS TOPIC`.
+#[derive(Debug, Default)]
+pub struct TopicTableFactory;
+
+#[async_trait]
+impl TableProviderFactory for TopicTableFactory {
+    async fn create(
+        &self,
+        _state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        let option = |k: &str| {
+            cmd.options
+                .get(k)
+                .or_else(|| cmd.options.get(&format!("format.{k}")))
+                .cloned()
+        };
+        let format = option("format").unwrap_or_else(|| "json".to_string());
+        if format != "json" {
+            return plan_err!("topic tables support format 'json' (got '{format}')");
+        }
+        let Some(topic) = cmd.locations.first() else {
+            return plan_err!("STORED AS TOPIC needs LOCATION 'topic-name'");
+        };
+        if cmd.schema.fields().is_empty() {
+            return plan_err!(
+                "a topic table needs declared columns, e.g. (id BIGINT, name VARCHAR)"
+            );
+        }
+        let brokers = option("brokers")
+            .or_else(|| std::env::var("BASIN_BROKERS").ok())
+            .unwrap_or_else(|| DEFAULT_BROKERS.to_string());
+        let value_schema = Arc::new(cmd.schema.as_arrow().clone());
+        Ok(Arc::new(TopicTable::new(
+            topic.clone(),
+            brokers,
+            value_schema,
+        )))
+    }
+}
+
+/// A topic read as a table of its JSON values plus Kafka metadata.
+#[derive(Debug)]
+pub struct TopicTable {
+    topic: String,
+    brokers: String,
+    value_schema: SchemaRef,
+    schema: SchemaRef,
+}
+
+impl TopicTable {
+    pub fn new(topic: String, brokers: String, value_schema: SchemaRef) -> TopicTable {
+        let mut fields: Vec<Field> = value_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("_partition", DataType::Int32, true));
+        fields.push(Field::new("_offset", DataType::Int64, true));
+        fields.push(Field::new(
+            "_timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ));
+        fields.push(Field::new("_key", DataType::Utf8, true));
+        TopicTable {
+            topic,
+            brokers,
+            value_schema,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    fn consumer(&self) -> DfResult<BaseConsumer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("basin-sql-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("log_level", "3")
+            .create()
+            .map_err(kafka_err)
+    }
+
+    /// Every record from earliest to the high watermark, decoded.
+    fn read_all(&self) -> DfResult<Vec<RecordBatch>> {
+        let consumer = self.consumer()?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), TIMEOUT)
+            .map_err(kafka_err)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic && t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            return exec_err!("topic {} does not exist on {}", self.topic, self.brokers);
+        }
+        let mut batches = Vec::new();
+        for p in partitions {
+            batches.extend(self.read_partition(&consumer, p)?);
+        }
+        Ok(batches)
+    }
+
+    fn read_partition(
+        &self,
+        consumer: &BaseConsumer,
+        partition: i32,
+    ) -> DfResult<Vec<RecordBatch>> {
+        let (low, high) = consumer
+            .fetch_watermarks(&self.topic, partition, TIMEOUT)
+            .map_err(kafka_err)?;
+        let mut rows = RowBuffer::new(self.value_schema.clone(), self.schema.clone(), partition);
+        if high <= low {
+            return Ok(Vec::new());
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.topic, partition, Offset::Offset(low))
+            .map_err(kafka_err)?;
+        consumer.assign(&assignment).map_err(kafka_err)?;
+        let mut next = low;
+        while next < high {
+            let Some(message) = consumer.poll(TIMEOUT) else {
+                return exec_err!(
+                    "timed out reading {}[{partition}] at offset {next}",
+                    self.topic
+                );
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => break,
+                Err(e) => return Err(kafka_err(e)),
+            };
+            if message.offset() >= high {
+                break;
+            }
+            next = message.offset() + 1;
+            rows.push(&message)?;
+        }
+        rows.finish()
+    }
+}
+
+/// Decodes record values into Arrow rows, batch by batch, with metadata.
+struct RowBuffer {
+    decoder: datafusion::arrow::json::reader::Decoder,
+    schema: SchemaRef,
+    partition: i32,
+    offsets: Vec<i64>,
+    timestamps: Vec<Option<i64>>,
+    keys: Vec<Option<String>>,
+    batches: Vec<RecordBatch>,
+}
+
+impl RowBuffer {
+    fn new(value_schema: SchemaRef, schema: SchemaRef, partition: i32) -> RowBuffer {
+        let decoder = ReaderBuilder::new(value_schema)
+            .with_batch_size(ROWS_PER_BATCH)
+            .build_decoder()
+            .expect("valid schema");
+        RowBuffer {
+            decoder,
+            schema,
+            partition,
+            offsets: vec![],
+            timestamps: vec![],
+            keys: vec![],
+            batches: vec![],
+        }
+    }
+
+    fn push(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) -> DfResult<()> {
+        let value = message.payload().unwrap_or(b"{}");
+        let at = format!(
+            "{}[{}] offset {}",
+            message.topic(),
+            self.partition,
+            message.offset()
+        );
+        self.decoder
+            .decode(value)
+            .map_err(|e| DataFusionError::Execution(format!("{at}: {e}")))?;
+        self.decoder
+            .decode(b"\n")
+            .map_err(|e| DataFusionError::Execution(format!("{at}: {e}")))?;
+        self.offsets.push(message.offset());
+        self.timestamps.push(message.timestamp().to_millis());
+        self.keys.push(
+            message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+        );
+        if self.offsets.len() >= ROWS_PER_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> DfResult<()> {
+        let Some(values) = self.decoder.flush()? else {
+            return Ok(());
+        };
+        let n = values.num_rows();
+        let mut columns: Vec<ArrayRef> = values.columns().to_vec();
+        columns.push(Arc::new(Int32Array::from(vec![self.partition; n])));
+        columns.push(Arc::new(Int64Array::from(std::mem::take(
+            &mut self.offsets,
+        ))));
+        columns.push(Arc::new(TimestampMillisecondArray::from(std::mem::take(
+            &mut self.timestamps,
+        ))));
+        columns.push(Arc::new(StringArray::from(std::mem::take(&mut self.keys))));
+        self.batches
+            .push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        Ok(())
+    }
+
+    fn finish(mut self) -> DfResult<Vec<RecordBatch>> {
+        self.flush()?;
+        Ok(self.batches)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TopicTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let table = TopicTable::new(
+            self.topic.clone(),
+            self.brokers.clone(),
+            self.value_schema.clone(),
+        );
+        let batches = tokio::task::spawn_blocking(move || table.read_all())
+            .await
+            .map_err(|e| DataFusionError::Execution(e.to_string()))??;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if op != InsertOp::Append {
+            return exec_err!("a topic only takes appends (INSERT INTO), not {op}");
+        }
+        let sink = TopicSink {
+            topic: self.topic.clone(),
+            brokers: self.brokers.clone(),
+            schema: self.schema.clone(),
+            value_columns: self.value_schema.fields().len(),
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// Produces inserted rows to the topic as JSON values.
+#[derive(Debug)]
+struct TopicSink {
+    topic: String,
+    brokers: String,
+    /// The table's schema, metadata columns included (what inserts carry).
+    schema: SchemaRef,
+    /// How many leading columns are the record value.
+    value_columns: usize,
+}
+
+impl DisplayAs for TopicSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "TopicSink: topic={}", self.topic)
+    }
+}
+
+#[async_trait]
+impl DataSink for TopicSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _ctx: &Arc<TaskContext>,
+    ) -> DfResult<u64> {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("log_level", "3")
+            .create()
+            .map_err(kafka_err)?;
+        let mut rows = 0u64;
+        while let Some(batch) = data.next().await {
+            // Inserts fill the metadata columns with NULLs; only values are sent.
+            let values: Vec<usize> = (0..self.value_columns).collect();
+            let batch = batch?.project(&values)?;
+            for line in json_lines(&batch)? {
+                send(&producer, &self.topic, &line)?;
+                rows += 1;
+            }
+        }
+        producer.flush(Duration::from_secs(60)).map_err(kafka_err)?;
+        Ok(rows)
+    }
+}
+
+fn json_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
+    let mut buf = Vec::new();
+    let mut writer = LineDelimitedWriter::new(&mut buf);
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    line: &[u8],
+) -> DfResult<()> {
+    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(kafka_err(e)),
+        }
+    }
+}
+
+/// Names of the metadata columns (for documentation and tests).
+pub fn metadata_columns() -> &'static [&'static str] {
+    &META_COLUMNS
+}
