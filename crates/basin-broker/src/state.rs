@@ -71,6 +71,13 @@ impl BrokerState {
             &config.data_dir,
             config.log_defaults.clone(),
         )?);
+        // One replica: everything recovered is committed. The stored high
+        // watermark is only current after a clean shutdown.
+        for topic in store.topics() {
+            for log in &topic.partitions {
+                log.set_high_watermark(log.log_end_offset());
+            }
+        }
         let groups = GroupCoordinator::open(store.clone())?;
         let producer_ids = ProducerIds::open(config.data_dir.join("producer-ids"))?;
         let cluster_id = cluster_id(&config)?;
