@@ -4,6 +4,8 @@
 #   bash scripts/test.sh
 #
 # 1. installs missing tools: kcat (apt), the Python packages in tests/requirements.txt (pip)
+#    and DuckDB with its tpch extension (pip), then generates the TPC-H reference
+#    answers (scripts/tpch_reference.py, cached in ~/.cache/basin-tpch)
 # 2. gates: cargo fmt --check, cargo build (dev), cargo clippy -D warnings
 # 3. Rust tests: cargo nextest (or cargo test) over the workspace, plus doctests
 # 4. client-compatibility suite: pytest tests/clients against $CARGO_TARGET_DIR/debug/basin
@@ -114,6 +116,17 @@ else
   echo "python packages: already importable"
 fi
 "$PYTHON" -c 'import kafka, confluent_kafka, pytest; from importlib.metadata import version; print("kafka-python", kafka.__version__, "| confluent-kafka", version("confluent-kafka"), "| librdkafka", confluent_kafka.libversion()[0], "| pytest", pytest.__version__)'
+
+# DuckDB and its tpch extension make the reference for basin-sql's TPC-H test
+# (crates/basin-sql/tests/tpch.rs); the extension must match DuckDB's version.
+DUCKDB_PKGS=(duckdb==1.5.5 duckdb-extension-tpch==1.5.5)
+if ! "$PYTHON" -c "import duckdb, duckdb_extension_tpch" >/dev/null 2>&1; then
+  echo "+ $PYTHON -m pip install ${DUCKDB_PKGS[*]}"
+  if ! "$PYTHON" -m pip install --disable-pip-version-check -q "${DUCKDB_PKGS[@]}"; then
+    "$PYTHON" -m pip install --disable-pip-version-check -q --break-system-packages "${DUCKDB_PKGS[@]}"
+  fi
+fi
+run_step "TPC-H reference (DuckDB)" "$PYTHON" scripts/tpch_reference.py
 
 if cargo nextest --version >/dev/null 2>&1; then
   HAVE_NEXTEST=1
