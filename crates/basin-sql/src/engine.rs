@@ -13,7 +13,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
-use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement as SqlStatement};
 use tracing::warn;
 
 use crate::catalog::{render_external, Catalog};
@@ -108,10 +109,16 @@ impl Engine {
         match &statement {
             Statement::CreateExternalTable(c) => {
                 let ddl = render_external(c);
-                let name = c.name.to_string();
+                let key = catalog_key(&c.name)?;
+                let existed = self.ctx.table_exist(key.as_str())?;
                 self.plan_and_run(statement.clone()).await?;
-                self.catalog.put(&name, ddl)?;
-                Ok(Output::Message(format!("created external table {name}")))
+                if existed && c.if_not_exists {
+                    return Ok(Output::Message(format!(
+                        "{key} already exists; nothing done"
+                    )));
+                }
+                self.catalog.put(&key, ddl)?;
+                Ok(Output::Message(format!("created external table {key}")))
             }
             Statement::Statement(s) => match s.as_ref() {
                 SqlStatement::CreateTable(ct)
@@ -129,7 +136,7 @@ impl Engine {
                     names,
                     ..
                 } => {
-                    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                    let names = names.iter().map(catalog_key).collect::<Result<Vec<_>>>()?;
                     self.plan_and_run(statement.clone()).await?;
                     for name in &names {
                         self.catalog.remove(name)?;
@@ -198,6 +205,13 @@ impl Engine {
         let batches = collect(sink, self.ctx.task_ctx()).await?;
         Ok(count_of(&batches))
     }
+}
+
+/// The catalog key of a table name: DataFusion's normalised, fully
+/// resolved reference (`datafusion.public.trips` for `TRIPS` or `trips`).
+fn catalog_key(name: &ObjectName) -> Result<String> {
+    let reference = object_name_to_table_reference(name.clone(), true)?;
+    Ok(reference.resolve("datafusion", "public").to_string())
 }
 
 fn is_lake(name: &str) -> bool {

@@ -223,3 +223,33 @@ async fn output_formats() {
     .await;
     assert_eq!(back, "c\n2\n");
 }
+
+#[tokio::test]
+async fn catalog_keys_follow_sql_name_resolution() {
+    let data = tempfile::tempdir().unwrap();
+    let csv = write_csv(data.path());
+    let json = data.path().join("t.json");
+    std::fs::write(&json, "{\"id\":1}\n").unwrap();
+    {
+        let engine = Engine::open(data.path()).await.unwrap();
+        let ddl = format!("CREATE EXTERNAL TABLE public.trips STORED AS CSV LOCATION '{csv}' OPTIONS ('format.has_header' 'true')");
+        engine.execute(&ddl).await.unwrap();
+        let again = format!(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS trips STORED AS JSON LOCATION '{}'",
+            json.display()
+        );
+        engine.execute(&again).await.unwrap();
+    }
+    let engine = Engine::open(data.path()).await.unwrap();
+    assert_eq!(
+        rows_of(&engine, "SELECT count(*) AS n FROM trips").await,
+        "n\n4\n",
+        "IF NOT EXISTS kept the first definition"
+    );
+    engine.execute("DROP TABLE TRIPS").await.unwrap();
+    let engine = Engine::open(data.path()).await.unwrap();
+    assert!(
+        engine.execute("SELECT * FROM trips").await.is_err(),
+        "DROP TABLE TRIPS dropped public.trips for good"
+    );
+}
