@@ -179,7 +179,7 @@ def main():
     out.append(f"- Producer cells: {int(ENV['RECORDS_100']):,} records of 100 B or {int(ENV['RECORDS_1K']):,} of 1 KB, "
                f"capped at {ENV['CELL_SECONDS']} s; linger.ms=5, batch.size=1000000, no compression, "
                "no idempotence, records round-robin over the partitions; consumer cells read the acks=1 topic "
-               "from the beginning; e2e: one producer (linger.ms=0) at a fixed rate for "
+               "from the beginning (fetch.queue.backoff.ms=1, see kafka-bench/src/client.rs); e2e: one producer (linger.ms=0) at a fixed rate for "
                f"{ENV['E2E_SECONDS']} s, consumer with fetch.wait.max.ms=500 in the same process\n")
     out.append("| case | Basin | Tansu | ratio Basin/Tansu | Basin MB/s ÷ disk | targets |")
     out.append("|---|---|---|---|---|---|")

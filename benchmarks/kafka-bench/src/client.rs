@@ -114,6 +114,11 @@ pub fn producer_config(brokers: &str, acks: &str, linger_ms: u64, batch_size: u6
 
 /// Consumer settings common to all tests (manual assignment, no commits;
 /// librdkafka needs a `group.id` even so).
+///
+/// `fetch.queue.backoff.ms=1`: librdkafka (since 2.4) waits 1000 ms before
+/// the next fetch of a partition whose local queue went over
+/// `queued.min.messages` (100k); with small records that client-side pause,
+/// not the broker, would set the consumer's throughput.
 pub fn consumer_config(brokers: &str, group: &str, fetch_wait_ms: u64) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
@@ -122,6 +127,7 @@ pub fn consumer_config(brokers: &str, group: &str, fetch_wait_ms: u64) -> Client
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+        .set("fetch.queue.backoff.ms", "1");
     with_extra(c)
 }
