@@ -184,8 +184,15 @@ fn exercise(conn: &mut TcpStream, api: ApiKey, v: i16) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_advertised_version_answers() {
+type Server = tokio::task::JoinHandle<Result<(), basin_broker::BrokerError>>;
+
+/// A broker on an ephemeral port in a temp dir, and the means to stop it.
+async fn start_broker() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Server,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -198,6 +205,12 @@ async fn every_advertised_version_answers() {
     let server = tokio::spawn(broker.serve(async {
         let _ = stopped.await;
     }));
+    (addr, stop, server, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_answers() {
+    let (addr, stop, server, _dir) = start_broker().await;
     tokio::task::spawn_blocking(move || {
         let mut conn = TcpStream::connect(addr).unwrap();
         let _: MetadataResponse = roundtrip(
@@ -227,18 +240,7 @@ async fn every_advertised_version_answers() {
 /// broker keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_array_lengths_do_not_take_the_broker_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let broker = Broker::bind(config).await.unwrap();
-    let addr = broker.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(broker.serve(async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server, _dir) = start_broker().await;
     tokio::task::spawn_blocking(move || {
         let mut buf = BytesMut::new();
         RequestHeader::default()
