@@ -132,7 +132,7 @@ bench() {
         printf '%s\n' "$out" | cut -c1-400 >&2
     fi
     if ((rc != 0)); then
-        local msg; msg=$(grep -v '^ ' "$errf" | tail -4 | tr '\n' ' ' | cut -c1-400)
+        local msg; msg=$(grep -v '^$' "$errf" | tail -3 | tr -s ' \n' '  ' | cut -c1-400)
         log "$name: kafka-bench failed (exit $rc): $msg"
         log "$name: last broker log lines:"; tail -15 "$WORK/$name.log" >&2
         fail_json "$name" "$rc" "$msg" "$*" >>"$RAW"

@@ -106,6 +106,9 @@ pub fn run(args: &Args, topic: &str, expected: u64) -> Result<Consumed> {
             break;
         }
     }
+    if let Err(e) = consumer.unassign() {
+        eprintln!("kafka-bench: warning: unassign failed: {e}");
+    }
     Ok(Consumed {
         expected,
         records,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset};
@@ -110,6 +111,9 @@ pub fn run(args: &Args, topic: &str) -> Result<Latency> {
                 Some(Err(e)) => eprintln!("kafka-bench: e2e consumer error: {e}"),
                 None => {}
             }
+        }
+        if let Err(e) = consumer.unassign() {
+            eprintln!("kafka-bench: warning: unassign failed: {e}");
         }
         samples
     });

@@ -193,7 +193,12 @@ async fn main() -> Result<()> {
     let admin = admin::Admin::new(&args.brokers)?;
     let mut created = Vec::new();
     let result = run(&args, &admin, &mut created).await;
-    if !args.keep_topics {
+    if !args.keep_topics && !created.is_empty() {
+        // A consumer's last fetch may still be waiting at the broker (up to
+        // fetch.wait.max.ms); deleting its topic under it has crashed Tansu
+        // 0.6.0's sqlite engine ("more or less than one row" in
+        // offset_stage), so let such fetches finish first.
+        tokio::time::sleep(Duration::from_millis(args.fetch_wait_ms + 1000)).await;
         for topic in &created {
             if let Err(e) = admin.delete_topic(topic).await {
                 eprintln!("kafka-bench: warning: cannot delete topic {topic}: {e:#}");
