@@ -179,9 +179,14 @@ fn open_input(args: &ProduceArgs) -> Result<Box<dyn BufRead>> {
 
 /// Wait until every record is acknowledged (or failed) and check the outcome.
 fn flush(producer: &KafkaProducer, args: &ProduceArgs) -> Result<()> {
-    let timeout = Duration::from_millis(args.delivery_timeout_ms) + Duration::from_secs(5);
+    flush_within(producer, Duration::from_millis(args.delivery_timeout_ms))
+}
+
+/// Wait up to the delivery timeout (plus slack) for every acknowledgement,
+/// and fail naming the first delivery error, if any.
+pub(crate) fn flush_within(producer: &KafkaProducer, delivery_timeout: Duration) -> Result<()> {
     producer
-        .flush(timeout)
+        .flush(delivery_timeout + Duration::from_secs(5))
         .context("records were still unacknowledged at the delivery timeout")?;
     let stats = &producer.context().delivery;
     if stats.failed() > 0 {
@@ -307,7 +312,7 @@ fn progress_bar() -> ProgressBar {
 }
 
 /// `1234567` -> `1.18 MiB`.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -167,18 +167,7 @@ fn check_failures(producer: &KafkaProducer) -> Result<()> {
 
 /// Wait until every record is acknowledged (or failed) and check the outcome.
 fn flush(producer: &KafkaProducer) -> Result<()> {
-    producer
-        .flush(DELIVERY_TIMEOUT + Duration::from_secs(5))
-        .context("records were still unacknowledged at the delivery timeout")?;
-    let stats = &producer.context().delivery;
-    if stats.failed() > 0 {
-        bail!(
-            "{} record(s) failed: {}",
-            stats.failed(),
-            stats.first_error().unwrap_or_default()
-        );
-    }
-    Ok(())
+    crate::cmd::produce::flush_within(producer, DELIVERY_TIMEOUT)
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`
