@@ -1,5 +1,5 @@
 //! The persistent part of the catalog: definitions of external tables
-//! (CSV, JSON, Parquet files; later topics and PostgreSQL), kept as their
+//! (CSV, JSON, Parquet files, topics and PostgreSQL tables), kept as their
 //! `CREATE EXTERNAL TABLE` statements in `<data-dir>/catalog/tables.json` and
 //! replayed into every session. Lake tables need no entry: the lake folder
 //! is their catalog.

@@ -22,6 +22,7 @@ use crate::error::{Result, SqlError};
 use crate::lake::{Lake, LakeMeta, Leftover};
 use crate::lake_table::{LakeSchema, LakeTable};
 use crate::partitioned::{extract_partitioned_by, PartitionSpec};
+use crate::postgres::PostgresTableFactory;
 use crate::topic::TopicTableFactory;
 use datafusion::execution::session_state::SessionStateBuilder;
 
@@ -54,6 +55,11 @@ impl Engine {
         state
             .table_factories_mut()
             .insert("TOPIC".to_string(), Arc::new(TopicTableFactory));
+        for name in ["POSTGRES", "POSTGRESQL"] {
+            state
+                .table_factories_mut()
+                .insert(name.to_string(), Arc::new(PostgresTableFactory));
+        }
         let ctx = SessionContext::new_with_state(state).enable_url_table();
         let lake = Lake::open(data_dir)?;
         let leftovers = lake.clean_leftovers()?;

@@ -1,5 +1,6 @@
 //! `basin-sql`: Basin's SQL layer. A DataFusion session over a data dir:
-//! a persistent catalog of external tables (CSV, JSON lines, Parquet), the
+//! a persistent catalog of external tables (CSV, JSON lines, Parquet,
+//! topics, PostgreSQL tables), the
 //! `lake` schema of Parquet tables written atomically (optionally
 //! partitioned, hive layout), and output in the formats data engineers use.
 
@@ -10,6 +11,8 @@ pub mod lake;
 mod lake_table;
 pub mod output;
 mod partitioned;
+mod pg_sql;
+pub mod postgres;
 pub mod topic;
 
 pub use engine::{Engine, Output};
