@@ -5,7 +5,8 @@
 #
 # 1. installs missing tools: kcat (apt), the Python packages in tests/requirements.txt (pip)
 #    and DuckDB with its tpch extension (pip), then generates the TPC-H reference
-#    answers (scripts/tpch_reference.py, cached in ~/.cache/basin-tpch)
+#    answers (scripts/tpch_reference.py, cached in ~/.cache/basin-tpch), and starts a
+#    PostgreSQL server for the tests (scripts/pg-test-server.sh; Debian's postgresql)
 # 2. gates: cargo fmt --check, cargo build (dev), cargo clippy -D warnings
 # 3. Rust tests: cargo nextest (or cargo test) over the workspace, plus doctests
 # 4. client-compatibility suite: pytest tests/clients against $CARGO_TARGET_DIR/debug/basin
@@ -127,6 +128,16 @@ if ! "$PYTHON" -c "import duckdb, duckdb_extension_tpch" >/dev/null 2>&1; then
   fi
 fi
 run_step "TPC-H reference (DuckDB)" "$PYTHON" scripts/tpch_reference.py
+
+# A real PostgreSQL server for basin-sql's PostgreSQL tests (installed from
+# Debian when missing; reused when already running).
+start_pg() {
+  local url
+  url="$(bash scripts/pg-test-server.sh)" || return 1
+  export BASIN_TEST_PG_URL="$url"
+  echo "BASIN_TEST_PG_URL=$url"
+}
+run_step "PostgreSQL test server" start_pg
 
 if cargo nextest --version >/dev/null 2>&1; then
   HAVE_NEXTEST=1

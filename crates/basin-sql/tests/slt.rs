@@ -7,6 +7,8 @@
 //! engine's data dir is `__TMP__/basin`, so a file can read the Parquet files
 //! the lake wrote. Every `connection NAME` opens another `Engine` on the same
 //! data dir, which is how a file checks what survives a new session.
+//! `__PG_URL__`/`__PG_SCHEMA__` give a file a real PostgreSQL server and a
+//! fresh schema prepared by its `NAME.pg.sql`; `__BROKERS__` a Basin broker.
 //!
 //! Queries render each cell as text (`NULL` for nulls, `(empty)` for empty
 //! strings) with column types `I` (integers), `R` (floats and decimals), `T`
@@ -16,7 +18,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod support;
+
 use async_trait::async_trait;
+use basin_broker::{Broker, BrokerConfig};
 use basin_sql::{Engine, Output, SqlError};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -119,6 +124,45 @@ fn slt_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt")
 }
 
+/// `__PG_URL__` and `__PG_SCHEMA__`: the test server and a fresh schema in
+/// it, set up by the file's sibling `NAME.pg.sql` (run in PostgreSQL).
+async fn with_postgres(path: &Path, script: String) -> String {
+    if !script.contains("__PG_URL__") {
+        return script;
+    }
+    let url = support::pg_url();
+    let client = support::pg_client(&url).await;
+    let schema = support::fresh_schema(&client).await;
+    let setup = path.with_extension("pg.sql");
+    if let Ok(sql) = std::fs::read_to_string(&setup) {
+        let sql = sql.replace("__PG_SCHEMA__", &schema);
+        if let Err(e) = client.batch_execute(&sql).await {
+            panic!("{}: {e:?}", setup.display());
+        }
+    }
+    script
+        .replace("__PG_URL__", &url)
+        .replace("__PG_SCHEMA__", &schema)
+}
+
+/// `__BROKERS__`: a Basin broker started in this process for the file.
+async fn with_broker(script: String, dir: &Path) -> (String, Option<tokio::task::JoinHandle<()>>) {
+    if !script.contains("__BROKERS__") {
+        return (script, None);
+    }
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("broker"),
+        ..Default::default()
+    };
+    let broker = Broker::bind(config).await.unwrap();
+    let addr = broker.local_addr().to_string();
+    let server = tokio::spawn(async move {
+        let _ = broker.serve(std::future::pending::<()>()).await;
+    });
+    (script.replace("__BROKERS__", &addr), Some(server))
+}
+
 async fn run_file(path: &Path) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data_dir = tmp.path().join("basin");
@@ -127,6 +171,8 @@ async fn run_file(path: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .replace("__DATA__", &slt_dir().join("data").display().to_string())
         .replace("__TMP__", &tmp.path().display().to_string());
+    let script = with_postgres(path, script).await;
+    let (script, broker) = with_broker(script, tmp.path()).await;
     let mut runner = Runner::new(move || {
         let data_dir = data_dir.clone();
         async move {
@@ -137,10 +183,14 @@ async fn run_file(path: &Path) -> Result<(), String> {
     });
     runner.with_column_validator(strict_column_validator);
     let name = path.file_name().unwrap().to_string_lossy().to_string();
-    runner
+    let result = runner
         .run_script_with_name_async(&script, name)
         .await
-        .map_err(|e| e.display(false).to_string())
+        .map_err(|e| e.display(false).to_string());
+    if let Some(broker) = broker {
+        broker.abort();
+    }
+    result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
