@@ -70,6 +70,12 @@ class EngineError(Exception):
     pass
 
 
+def describe(err):
+    if isinstance(err, EngineError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"[:1500]
+
+
 # ------------------------------------------------------------------- helpers
 
 def split_steps(text):
@@ -435,9 +441,9 @@ def run_etl(engines, args, records, taxi):
             best = min(rec["runs"], key=lambda x: x["total"])
             rec["best"] = best
             outputs[e.name] = e.etl_outputs()
-        except EngineError as err:
-            rec["error"] = str(err)
-            log(f"  {e.name} failed: {err}")
+        except Exception as err:  # EngineError, or a surprise: record it, go on
+            rec["error"] = describe(err)
+            log(f"  {e.name} failed: {rec['error']}")
         records.append(rec)
 
     # Read every engine's output back (with DuckDB) and compare.
@@ -491,11 +497,11 @@ def run_tpch(engines, args, records, tpch):
         try:
             e.setup_tpch(tpch)
             ready.append(e)
-        except EngineError as err:
-            log(f"TPC-H setup on {e.name} failed: {err}")
+        except Exception as err:
+            log(f"TPC-H setup on {e.name} failed: {describe(err)}")
             for n in names:
                 records.append({"type": "measurement", "item": f"tpch-{n}", "engine": e.name,
-                                "error": f"setup failed: {err}"})
+                                "error": f"setup failed: {describe(err)}"})
     all_checks = {}
     for n in names:
         summaries = {}
@@ -508,10 +514,10 @@ def run_tpch(engines, args, records, tpch):
                 summaries[e.name] = result_summary(rows)
                 rec["rows"] = len(rows)
                 line.append(f"{e.name} {best:.3f} s")
-            except EngineError as err:
-                rec["error"] = str(err)
-                summaries[e.name] = {"error": str(err)}
-                line.append(f"{e.name} FAILED")
+            except Exception as err:
+                rec["error"] = describe(err)
+                summaries[e.name] = {"error": rec["error"]}
+                line.append(f"{e.name} FAILED ({short(rec['error'], 200)})")
             records.append(rec)
         checks = check_against_reference(summaries, lambda s: (s,))
         all_checks[n] = checks
@@ -546,7 +552,7 @@ def short(msg, n=160):
 def write_report(args, meta, records, etl_checks, tpch_names, tpch_checks):
     engines = meta["engines"]
     meas = {(r["item"], r["engine"]): r for r in records if r["type"] == "measurement"}
-    rows, notes, errors = [], [], []
+    rows, errors = [], []
 
     def cell(item, eng, key=None):
         r = meas.get((item, eng))
@@ -704,8 +710,6 @@ def write_report(args, meta, records, etl_checks, tpch_names, tpch_checks):
         lines.append("Errors:")
         lines.append("")
         lines.extend(errors)
-    if notes:
-        lines.extend(notes)
     text = "\n".join(lines) + "\n"
     with open(args.out_md, "w", encoding="utf-8") as f:
         f.write(text)
