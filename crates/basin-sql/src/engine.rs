@@ -18,13 +18,16 @@ use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement as SqlSt
 use tracing::warn;
 
 use crate::catalog::{render_external, Catalog};
+use crate::checked_files::CheckedFileFactory;
 use crate::error::{Result, SqlError};
 use crate::lake::{Lake, LakeMeta, Leftover};
 use crate::lake_table::{LakeSchema, LakeTable};
 use crate::partitioned::{extract_partitioned_by, PartitionSpec};
 use crate::postgres::PostgresTableFactory;
+use crate::progress::{ScanProgress, TrackScans};
+use crate::rejects::{rejects_batch, rejects_schema, RejectLog, REJECTS_TABLE};
 use crate::topic::TopicTableFactory;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 
 /// The result of one statement.
 pub enum Output {
@@ -34,6 +37,12 @@ pub enum Output {
     Message(String),
 }
 
+/// A statement of a script, parsed, waiting to run.
+pub struct Parsed {
+    statement: Statement,
+    partitions: Arc<Vec<PartitionSpec>>,
+}
+
 /// A SQL session over a Basin data dir.
 pub struct Engine {
     ctx: SessionContext,
@@ -41,6 +50,8 @@ pub struct Engine {
     lake: Lake,
     data_dir: PathBuf,
     leftovers: Vec<Leftover>,
+    rejects: Arc<RejectLog>,
+    progress: Arc<ScanProgress>,
 }
 
 impl Engine {
@@ -48,18 +59,17 @@ impl Engine {
     pub async fn open(data_dir: &Path) -> Result<Engine> {
         let mut config = SessionConfig::new().with_information_schema(true);
         config.options_mut().sql_parser.collect_spans = true;
+        let progress = Arc::new(ScanProgress::default());
+        let track = TrackScans {
+            progress: progress.clone(),
+        };
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(track))
             .build();
-        state
-            .table_factories_mut()
-            .insert("TOPIC".to_string(), Arc::new(TopicTableFactory));
-        for name in ["POSTGRES", "POSTGRESQL"] {
-            state
-                .table_factories_mut()
-                .insert(name.to_string(), Arc::new(PostgresTableFactory));
-        }
+        let rejects = Arc::new(RejectLog::default());
+        register_factories(&mut state, &rejects);
         let ctx = SessionContext::new_with_state(state).enable_url_table();
         let lake = Lake::open(data_dir)?;
         let leftovers = lake.clean_leftovers()?;
@@ -74,6 +84,8 @@ impl Engine {
             lake,
             data_dir: data_dir.to_path_buf(),
             leftovers,
+            rejects,
+            progress,
         };
         engine.replay_catalog().await;
         Ok(engine)
@@ -102,13 +114,99 @@ impl Engine {
 
     /// Run every statement of `sql` in order; the outputs of all of them.
     pub async fn execute(&self, sql: &str) -> Result<Vec<Output>> {
-        let (sql, partitions) = extract_partitioned_by(sql);
-        let statements = DFParser::parse_sql(&sql).map_err(SqlError::from)?;
+        let statements = self.parse(sql)?;
         let mut outputs = Vec::with_capacity(statements.len());
         for statement in statements {
-            outputs.push(self.run(statement, &partitions).await?);
+            outputs.push(self.run_statement(statement).await?);
         }
         Ok(outputs)
+    }
+
+    /// The statements of `sql`, parsed, to run one by one with
+    /// `run_statement` (so each one's output can be shown as it finishes).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
+        let (sql, partitions) = extract_partitioned_by(sql);
+        let partitions = Arc::new(partitions);
+        let statements = DFParser::parse_sql(&sql).map_err(SqlError::from)?;
+        Ok(statements
+            .into_iter()
+            .map(|statement| Parsed {
+                statement,
+                partitions: partitions.clone(),
+            })
+            .collect())
+    }
+
+    /// Run one parsed statement. A write keeps its rejected rows in
+    /// `lake._rejects` and says so; a failed statement keeps none.
+    pub async fn run_statement(&self, parsed: Parsed) -> Result<Output> {
+        self.progress.reset();
+        let output = match self.run(parsed.statement, &parsed.partitions).await {
+            Ok(output) => output,
+            Err(e) => {
+                // The statement wrote nothing; neither do its rejects.
+                self.discard_rejects();
+                return Err(e);
+            }
+        };
+        Ok(match output {
+            Output::Message(m) => Output::Message(self.with_saved_rejects(m).await?),
+            rows => rows,
+        })
+    }
+
+    /// Rows and bytes the running statement's scans have read. Reset when a
+    /// statement starts; reset it before reading the rows of a query.
+    pub fn progress(&self) -> Arc<ScanProgress> {
+        self.progress.clone()
+    }
+
+    /// Up to how many bad input rows a statement may reject (default 0).
+    pub fn set_max_rejects(&self, max: u64) {
+        self.rejects.set_max(max);
+    }
+
+    /// Forget the rejects gathered so far (the statement that made them failed).
+    pub fn discard_rejects(&self) {
+        self.rejects.take();
+    }
+
+    /// Append the rejects gathered since the last call to `lake._rejects`;
+    /// a line saying how many, when there were any. Call it after reading
+    /// the rows of a query (writes call it themselves).
+    pub async fn save_rejects(&self) -> Result<Option<String>> {
+        let rejects = self.rejects.take();
+        if rejects.is_empty() {
+            return Ok(None);
+        }
+        let job = uuid::Uuid::new_v4().simple().to_string();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let batch = rejects_batch(&rejects, &job, now_ms);
+        let meta = match self.lake.meta(REJECTS_TABLE)? {
+            Some(meta) => meta,
+            None => LakeMeta {
+                name: REJECTS_TABLE.to_string(),
+                schema: rejects_schema().as_ref().clone(),
+                partition_cols: vec![],
+                version: 0,
+            },
+        };
+        let df = self.ctx.read_batch(batch)?;
+        self.write(df, meta, InsertOp::Append).await?;
+        Ok(Some(format!(
+            "{} bad input row{} rejected: see lake.{REJECTS_TABLE} (job {job})",
+            rejects.len(),
+            if rejects.len() == 1 { "" } else { "s" }
+        )))
+    }
+
+    async fn with_saved_rejects(&self, message: String) -> Result<String> {
+        Ok(match self.save_rejects().await? {
+            Some(note) => format!("{message}; {note}"),
+            None => message,
+        })
     }
 
     async fn run(&self, statement: Statement, partitions: &[PartitionSpec]) -> Result<Output> {
@@ -210,6 +308,21 @@ impl Engine {
         let sink = table.insert_into(&state, input, op).await?;
         let batches = collect(sink, self.ctx.task_ctx()).await?;
         Ok(count_of(&batches))
+    }
+}
+
+/// Basin's sources: checked CSV/JSON files, topics, PostgreSQL tables.
+fn register_factories(state: &mut SessionState, rejects: &Arc<RejectLog>) {
+    let factories = state.table_factories_mut();
+    let csv = Arc::new(CheckedFileFactory::csv(rejects.clone()));
+    factories.insert("CSV".into(), csv);
+    for name in ["JSON", "NDJSON"] {
+        let json = Arc::new(CheckedFileFactory::json(rejects.clone()));
+        factories.insert(name.into(), json);
+    }
+    factories.insert("TOPIC".into(), Arc::new(TopicTableFactory));
+    for name in ["POSTGRES", "POSTGRESQL"] {
+        factories.insert(name.into(), Arc::new(PostgresTableFactory));
     }
 }
 

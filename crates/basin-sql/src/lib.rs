@@ -5,6 +5,8 @@
 //! partitioned, hive layout), and output in the formats data engineers use.
 
 mod catalog;
+mod channel_exec;
+mod checked_files;
 mod engine;
 mod error;
 pub mod lake;
@@ -13,9 +15,11 @@ pub mod output;
 mod partitioned;
 mod pg_sql;
 pub mod postgres;
+pub mod progress;
+pub mod rejects;
 pub mod topic;
 
-pub use engine::{Engine, Output};
+pub use engine::{Engine, Output, Parsed};
 pub use error::{Result, SqlError};
 pub use lake::Leftover;
 pub use output::{write_output, Format};

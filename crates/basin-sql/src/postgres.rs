@@ -23,22 +23,18 @@ use datafusion::arrow::csv::{ReaderBuilder, WriterBuilder};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{plan_err, DataFusionError};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
 };
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use tokio_postgres::{Client, NoTls};
 
+use crate::channel_exec::{BatchSender, ChannelExec, Producer};
 use crate::pg_sql::{arrow_type, filter_sql, ident, select_item, table_ident};
 
 type DfResult<T> = datafusion::error::Result<T>;
@@ -249,10 +245,21 @@ impl TableProvider for PostgresTable {
             None => self.schema.clone(),
         };
         let sql = self.select_sql(&schema, filters, limit);
-        Ok(Arc::new(PostgresScanExec::new(
-            self.url.clone(),
+        let (url, query, read_schema) = (self.url.clone(), sql.clone(), schema.clone());
+        let produce: Producer = Arc::new(move |_, tx: BatchSender| {
+            let (url, sql, schema) = (url.clone(), query.clone(), read_schema.clone());
+            tokio::spawn(async move {
+                if let Err(e) = copy_out(&url, &sql, schema, &tx).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+        });
+        Ok(Arc::new(ChannelExec::new(
+            "PostgresScan",
             sql,
             schema,
+            1,
+            produce,
         )))
     }
 
@@ -275,94 +282,8 @@ impl TableProvider for PostgresTable {
     }
 }
 
-/// Streams the rows of one pushed-down query.
-#[derive(Debug)]
-struct PostgresScanExec {
-    url: String,
-    sql: String,
-    schema: SchemaRef,
-    properties: Arc<PlanProperties>,
-}
-
-impl PostgresScanExec {
-    fn new(url: String, sql: String, schema: SchemaRef) -> PostgresScanExec {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
-        PostgresScanExec {
-            url,
-            sql,
-            schema,
-            properties: Arc::new(properties),
-        }
-    }
-}
-
-impl DisplayAs for PostgresScanExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "PostgresScan: {}", self.sql)
-    }
-}
-
-impl ExecutionPlan for PostgresScanExec {
-    fn name(&self) -> &str {
-        "PostgresScan"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(
-        &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> DfResult<SendableRecordBatchStream> {
-        let (url, sql, schema) = (self.url.clone(), self.sql.clone(), self.schema.clone());
-        let (tx, rx) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(4);
-        tokio::spawn(async move {
-            if let Err(e) = copy_out(&url, &sql, schema, &tx).await {
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        let batches = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|batch| (batch, rx))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            batches,
-        )))
-    }
-}
-
 /// Run `sql` as `COPY ... TO STDOUT` and send its rows on as Arrow batches.
-async fn copy_out(
-    url: &str,
-    sql: &str,
-    schema: SchemaRef,
-    tx: &tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
-) -> DfResult<()> {
+async fn copy_out(url: &str, sql: &str, schema: SchemaRef, tx: &BatchSender) -> DfResult<()> {
     let location = redact(url);
     let client = connect(url).await?;
     let copy = format!("COPY ({sql}) TO STDOUT (FORMAT csv, NULL '{NULL_TEXT}')");

@@ -134,20 +134,19 @@ async fn writes_land_in_postgres_atomically() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, Option<i32>, Option<String>, Option<String>)> = rows
+    let got: Vec<String> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| {
+            let hour: Option<i32> = r.get(1);
+            let (total, seen): (Option<String>, Option<String>) = (r.get(2), r.get(3));
+            format!("{}|{hour:?}|{total:?}|{seen:?}", r.get::<_, String>(0))
+        })
         .collect();
     assert_eq!(
         got,
-        vec![
-            (
-                "JFK".into(),
-                Some(8),
-                Some("70.50".into()),
-                Some("2024-01-01 08:00:00".into())
-            ),
-            ("LGA".into(), None, None, None),
+        [
+            "JFK|Some(8)|Some(\"70.50\")|Some(\"2024-01-01 08:00:00\")",
+            "LGA|None|None|None"
         ]
     );
 

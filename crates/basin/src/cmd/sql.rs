@@ -5,9 +5,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
+use basin_sql::progress::ScanProgress;
 use basin_sql::{write_output, Engine, Format, Output};
 use clap::Args;
+use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Arguments of `basin sql`.
 #[derive(Debug, Args)]
@@ -27,12 +33,18 @@ pub struct SqlArgs {
     /// Write query results to this file instead of stdout (required for parquet).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Bad CSV/JSON input rows a statement may skip; they are kept, with
+    /// file, line and reason, in lake._rejects. One more fails the statement
+    /// and nothing is written.
+    #[arg(long, env = "BASIN_MAX_REJECTS", default_value_t = 0)]
+    pub max_rejects: u64,
 }
 
 pub async fn run(args: SqlArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let engine = Engine::open(&args.data_dir).await?;
+    engine.set_max_rejects(args.max_rejects);
     for leftover in engine.leftovers() {
         eprintln!(
             "cleaned up an unfinished write to lake.{} (removed {})",
@@ -54,10 +66,80 @@ pub async fn run(args: SqlArgs) -> Result<()> {
 }
 
 async fn run_batch(engine: &Engine, sql: &str, args: &SqlArgs) -> Result<()> {
-    for output in engine.execute(sql).await? {
-        print_output(output, args.format, args.out.as_deref()).await?;
+    for statement in engine.parse(sql)? {
+        let output = with_progress(engine, engine.run_statement(statement)).await?;
+        let is_query = matches!(output, Output::Rows(_));
+        engine.progress().reset();
+        let printed = with_progress(
+            engine,
+            print_output(output, args.format, args.out.as_deref()),
+        );
+        if let Err(e) = printed.await {
+            engine.discard_rejects();
+            return Err(e);
+        }
+        if is_query {
+            if let Some(note) = engine.save_rejects().await? {
+                eprintln!("{note}");
+            }
+        }
     }
     Ok(())
+}
+
+/// Run `work`, drawing the scans' progress (rows and bytes read, rate, ETA)
+/// on stderr once it has run for a moment, when stderr is a terminal and
+/// not under CI. `BASIN_PROGRESS_DELAY_MS` sets the moment (default 1000).
+async fn with_progress<T>(engine: &Engine, work: impl std::future::Future<Output = T>) -> T {
+    let quiet = !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
+    if quiet {
+        return work.await;
+    }
+    let delay = std::env::var("BASIN_PROGRESS_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let bar = ProgressBar::hidden();
+    let ticker = tokio::spawn(draw_progress(engine.progress(), bar.clone(), delay));
+    let out = work.await;
+    ticker.abort();
+    bar.finish_and_clear();
+    out
+}
+
+async fn draw_progress(progress: Arc<ScanProgress>, bar: ProgressBar, delay_ms: u64) {
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let mut drawing = false;
+    let mut styled_for: Option<bool> = None;
+    loop {
+        let now = progress.snapshot();
+        let known = now.expected_rows.is_some();
+        if styled_for != Some(known) {
+            let template = if known {
+                "{spinner} [{bar:30}] {human_pos}/{human_len} rows, {msg}, ETA {eta}"
+            } else {
+                "{spinner} {human_pos} rows, {msg}"
+            };
+            let style = ProgressStyle::with_template(template).expect("valid template");
+            bar.set_style(style.progress_chars("=> "));
+            styled_for = Some(known);
+        }
+        if let Some(total) = now.expected_rows {
+            bar.set_length(total.max(now.rows));
+        }
+        bar.set_position(now.rows);
+        let rate = now.rows as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{} read, {} rows/s",
+            HumanBytes(now.bytes),
+            HumanCount(rate as u64)
+        ));
+        if !std::mem::replace(&mut drawing, true) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn print_output(output: Output, format: Format, out: Option<&Path>) -> Result<()> {
