@@ -26,6 +26,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
 };
@@ -163,7 +164,7 @@ impl TableProvider for LakeTable {
 
     async fn insert_into(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         input: Arc<dyn ExecutionPlan>,
         op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
@@ -174,11 +175,19 @@ impl TableProvider for LakeTable {
                 return exec_err!("INSERT OR REPLACE is not supported on lake tables")
             }
         };
+        // Sorted input keeps its order in one file sequence; otherwise
+        // batches spread over parallel writers.
+        let writers = if input.output_ordering().is_some() {
+            1
+        } else {
+            state.config().target_partitions().max(1)
+        };
         let sink = LakeSink {
             lake: self.lake.clone(),
             schema: self.meta.schema_ref(),
             meta: self.meta.clone(),
             append,
+            writers,
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -191,6 +200,8 @@ pub struct LakeSink {
     meta: LakeMeta,
     schema: SchemaRef,
     append: bool,
+    /// Parquet writers encoding in parallel, each on its own thread.
+    writers: usize,
 }
 
 impl DisplayAs for LakeSink {
@@ -215,18 +226,7 @@ impl DataSink for LakeSink {
         _ctx: &Arc<TaskContext>,
     ) -> DfResult<u64> {
         let (version, dir) = self.lake.stage(&self.meta, self.append).map_err(df_err)?;
-        let mut writers = PartitionWriters::new(dir.clone(), &self.meta);
-        let outcome: DfResult<u64> = async {
-            let mut rows = 0u64;
-            while let Some(batch) = data.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                writers.write(&batch)?;
-            }
-            writers.close()?;
-            Ok(rows)
-        }
-        .await;
+        let outcome = self.write_files(&mut data, &dir).await;
         match outcome {
             Ok(rows) => {
                 let meta = LakeMeta {
@@ -240,6 +240,58 @@ impl DataSink for LakeSink {
                 let _ = std::fs::remove_dir_all(&dir);
                 Err(e)
             }
+        }
+    }
+}
+
+impl LakeSink {
+    /// Spread the batches over `self.writers` writer threads; all files
+    /// written and fsynced, or an error.
+    async fn write_files(&self, data: &mut SendableRecordBatchStream, dir: &Path) -> DfResult<u64> {
+        let write_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let mut senders = Vec::with_capacity(self.writers);
+        let mut workers = Vec::with_capacity(self.writers);
+        for n in 0..self.writers {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+            let mut writers =
+                PartitionWriters::new(dir.to_path_buf(), &self.meta, format!("{write_id}-{n}"));
+            workers.push(tokio::task::spawn_blocking(move || {
+                while let Some(batch) = rx.blocking_recv() {
+                    writers.write(&batch)?;
+                }
+                writers.close()
+            }));
+            senders.push(tx);
+        }
+        let mut rows = 0u64;
+        let mut next = 0;
+        let mut failed = None;
+        while let Some(batch) = data.next().await {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            rows += batch.num_rows() as u64;
+            if senders[next].send(batch).await.is_err() {
+                break; // that writer failed: its error is reported below
+            }
+            next = (next + 1) % senders.len();
+        }
+        drop(senders);
+        for worker in workers {
+            let result = worker
+                .await
+                .map_err(|e| DataFusionError::Execution(format!("lake writer: {e}")))?;
+            if let Err(e) = result {
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => sync_tree(dir).map_err(df_err).map(|()| rows),
         }
     }
 }
@@ -259,14 +311,14 @@ struct PartitionWriters {
 }
 
 impl PartitionWriters {
-    fn new(root: PathBuf, meta: &LakeMeta) -> PartitionWriters {
+    fn new(root: PathBuf, meta: &LakeMeta, write_id: String) -> PartitionWriters {
         PartitionWriters {
             root,
             partition_cols: meta.partition_cols.clone(),
             file_schema: meta.file_schema(),
             open: HashMap::new(),
             file_counter: 0,
-            write_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            write_id,
         }
     }
 
@@ -299,7 +351,7 @@ impl PartitionWriters {
         *rows += batch.num_rows();
         if *rows >= ROWS_PER_FILE {
             let (writer, _) = self.open.remove(&folder).expect("present");
-            writer.close()?;
+            writer.into_inner()?.sync_all().map_err(df_err)?;
         }
         Ok(())
     }
@@ -327,13 +379,13 @@ impl PartitionWriters {
         )?)
     }
 
-    /// Finish every file and fsync it.
+    /// Finish every file and fsync it (the folders are synced by the sink).
     fn close(self) -> DfResult<()> {
         for (_, (writer, _)) in self.open {
             let file = writer.into_inner()?;
             file.sync_all().map_err(df_err)?;
         }
-        sync_tree(&self.root).map_err(df_err)
+        Ok(())
     }
 }
 
