@@ -5,16 +5,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::collect;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::CreateExternalTable;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::planner::object_name_to_table_reference;
-use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{
+    Insert, ObjectName, ObjectType, Statement as SqlStatement, TableObject,
+};
 use tracing::warn;
 
 use crate::catalog::{render_external, Catalog};
@@ -26,6 +29,7 @@ use crate::partitioned::{extract_partitioned_by, PartitionSpec};
 use crate::postgres::PostgresTableFactory;
 use crate::progress::{ScanProgress, TrackScans};
 use crate::rejects::{rejects_batch, rejects_schema, RejectLog, REJECTS_TABLE};
+use crate::schema_check::{check_declared, check_insert};
 use crate::topic::TopicTableFactory;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 
@@ -35,6 +39,15 @@ pub enum Output {
     Rows(DataFrame),
     /// DDL or DML: a line saying what happened.
     Message(String),
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows(df) => write!(f, "Rows({})", df.schema()),
+            Output::Message(m) => write!(f, "Message({m:?})"),
+        }
+    }
 }
 
 /// A statement of a script, parsed, waiting to run.
@@ -221,6 +234,10 @@ impl Engine {
                         "{key} already exists; nothing done"
                     )));
                 }
+                if let Err(e) = self.check_parquet_columns(c, &key).await {
+                    self.ctx.deregister_table(key.as_str())?;
+                    return Err(e);
+                }
                 self.catalog.put(&key, ddl)?;
                 Ok(Output::Message(format!("created external table {key}")))
             }
@@ -234,6 +251,10 @@ impl Engine {
                     let query = Statement::Statement(Box::new(SqlStatement::Query(query)));
                     self.create_lake_table(&name, query, spec, ct.or_replace, ct.if_not_exists)
                         .await
+                }
+                SqlStatement::Insert(insert) => {
+                    self.check_insert(insert).await?;
+                    self.plan_and_run(statement.clone()).await
                 }
                 SqlStatement::Drop {
                     object_type: ObjectType::Table,
@@ -253,9 +274,44 @@ impl Engine {
         }
     }
 
+    /// Declared columns of a Parquet table must be in its files, with types
+    /// their values fit.
+    async fn check_parquet_columns(&self, c: &CreateExternalTable, key: &str) -> Result<()> {
+        if !c.file_type.eq_ignore_ascii_case("parquet") || c.columns.is_empty() {
+            return Ok(());
+        }
+        let declared = self.ctx.table_provider(key).await?.schema();
+        let files = self
+            .ctx
+            .read_parquet(c.locations.clone(), ParquetReadOptions::default())
+            .await?;
+        let files = files.schema().as_arrow();
+        check_declared(key, &c.locations.join(", "), &declared, files)
+    }
+
+    /// An INSERT's query must give the target's columns, with types that fit.
+    async fn check_insert(&self, insert: &Insert) -> Result<()> {
+        let (TableObject::TableName(name), Some(source)) = (&insert.table, &insert.source) else {
+            return Ok(());
+        };
+        let reference = object_name_to_table_reference(name.clone(), true)?;
+        let Ok(table) = self.ctx.table_provider(reference.clone()).await else {
+            return Ok(()); // DataFusion reports the missing table
+        };
+        let query = Statement::Statement(Box::new(SqlStatement::Query(source.clone())));
+        let plan = self.ctx.state().statement_to_plan(query).await?;
+        let columns: Vec<String> = insert.columns.iter().map(column_name).collect();
+        check_insert(
+            &reference.to_string(),
+            &table.schema(),
+            &columns,
+            plan.schema().as_arrow(),
+        )
+    }
+
     async fn plan_and_run(&self, statement: Statement) -> Result<Output> {
         let plan = self.ctx.state().statement_to_plan(statement).await?;
-        let is_dml = matches!(plan, LogicalPlan::Dml(_));
+        let is_dml = matches!(plan, LogicalPlan::Dml(_) | LogicalPlan::Copy(_));
         let df = self.ctx.execute_logical_plan(plan).await?;
         if !is_dml {
             return Ok(Output::Rows(df));
@@ -291,7 +347,9 @@ impl Engine {
         let (df, schema) = partition_columns_last(df, &partition_cols)?;
         let meta = LakeMeta {
             name: name.to_string(),
-            schema: schema.as_ref().clone(),
+            // Like Spark's, CTAS columns are nullable: a literal's NOT NULL
+            // would refuse later inserts for no reason the user wrote.
+            schema: nullable(&schema),
             partition_cols,
             version: existing.map_or(0, |m| m.version),
         };
@@ -331,6 +389,25 @@ fn register_factories(state: &mut SessionState, rejects: &Arc<RejectLog>) {
 fn catalog_key(name: &ObjectName) -> Result<String> {
     let reference = object_name_to_table_reference(name.clone(), true)?;
     Ok(reference.resolve("datafusion", "public").to_string())
+}
+
+fn nullable(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Schema::new(fields).with_metadata(schema.metadata().clone())
+}
+
+/// A column named in an INSERT, normalised as DataFusion does (unquoted
+/// names fold to lower case).
+fn column_name(name: &ObjectName) -> String {
+    match name.0.last().and_then(|part| part.as_ident()) {
+        Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+        Some(ident) => ident.value.to_lowercase(),
+        None => name.to_string(),
+    }
 }
 
 fn is_lake(name: &str) -> bool {

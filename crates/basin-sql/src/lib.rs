@@ -17,6 +17,7 @@ mod pg_sql;
 pub mod postgres;
 pub mod progress;
 pub mod rejects;
+mod schema_check;
 pub mod topic;
 
 pub use engine::{Engine, Output, Parsed};

@@ -154,8 +154,7 @@ async fn writes_land_in_postgres_atomically() {
     let err = engine
         .execute("INSERT INTO fares VALUES ('EWR', 1, 1.0, NULL), ('EWR', -2, 2.0, NULL)")
         .await
-        .err()
-        .expect("a negative hour is refused");
+        .expect_err("a negative hour is refused");
     assert!(err.to_string().contains("fares_hour_check"), "{err}");
     let n: i64 = client
         .query_one(&format!("SELECT count(*) FROM {schema}.fares"), &[])
@@ -185,8 +184,7 @@ async fn errors_name_the_table_or_column() {
             "CREATE EXTERNAL TABLE z (id INT, borough VARCHAR) STORED AS POSTGRES LOCATION '{url}' OPTIONS ('table' '{schema}.zones')"
         ))
         .await
-        .err()
-        .expect("borough is not a column");
+        .expect_err("borough is not a column");
     let msg = err.to_string();
     assert!(
         msg.contains("column 'borough'") && msg.contains("id, name"),
@@ -197,8 +195,7 @@ async fn errors_name_the_table_or_column() {
             "CREATE EXTERNAL TABLE y STORED AS POSTGRES LOCATION '{url}' OPTIONS ('table' '{schema}.nope')"
         ))
         .await
-        .err()
-        .expect("no such table");
+        .expect_err("no such table");
     assert!(err.to_string().contains(&format!("{schema}.nope")), "{err}");
     let bad = "postgres://basin:secret@127.0.0.1:1/db";
     let err = engine
@@ -206,8 +203,7 @@ async fn errors_name_the_table_or_column() {
             "CREATE EXTERNAL TABLE x STORED AS POSTGRES LOCATION '{bad}'"
         ))
         .await
-        .err()
-        .expect("nothing listens on port 1");
+        .expect_err("nothing listens on port 1");
     let msg = err.to_string();
     assert!(
         msg.contains("cannot connect") && msg.contains("basin@127.0.0.1:1"),

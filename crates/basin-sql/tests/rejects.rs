@@ -1,6 +1,7 @@
 //! Bad input rows: rejected with file, line and reason into `lake._rejects`
-//! up to the limit; past it the statement fails and writes nothing. A CSV
-//! header that does not match the table's columns names them.
+//! up to the limit; past it the statement fails and writes nothing. Schema
+//! mismatches (a CSV header, a Parquet table's declared columns, an INSERT's
+//! query) name the column.
 
 use std::path::Path;
 
@@ -53,8 +54,7 @@ async fn bad_rows_fail_the_job_by_default_and_nothing_is_written() {
     let err = engine
         .execute("CREATE TABLE lake.trips AS SELECT * FROM trips")
         .await
-        .err()
-        .expect("bad rows with --max-rejects 0");
+        .expect_err("bad rows with --max-rejects 0");
     let msg = err.to_string();
     assert!(
         msg.contains("trips.csv line 3: column 'fare': cannot read 'abc' as Float64"),
@@ -109,8 +109,7 @@ async fn rejects_go_to_the_rejects_table_up_to_the_limit() {
     let err = engine
         .execute("INSERT INTO lake.trips SELECT * FROM trips")
         .await
-        .err()
-        .expect("4 bad rows > 3");
+        .expect_err("4 bad rows > 3");
     assert!(
         err.to_string().contains("more than 3 bad input rows"),
         "{err}"
@@ -197,4 +196,87 @@ async fn a_header_that_does_not_match_names_the_column() {
         "{msg}"
     );
     assert!(msg.contains("extra column 'opened'"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_mismatches_name_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&dir.path().join("basin")).await.unwrap();
+    let file = dir.path().join("fares.parquet");
+    engine
+        .execute(&format!(
+            "COPY (SELECT 1 AS id, 2.5 AS fare, 'JFK' AS zone) TO '{}' STORED AS PARQUET",
+            file.display()
+        ))
+        .await
+        .unwrap();
+    let declare = |cols: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE f ({cols}) STORED AS PARQUET LOCATION '{}'",
+            file.display()
+        )
+    };
+    let err = engine
+        .execute(&declare("id BIGINT, fare INT"))
+        .await
+        .expect_err("fare holds doubles");
+    assert!(
+        err.to_string()
+            .contains("column 'fare' of datafusion.public.f is declared Int32 but the files at"),
+        "{err}"
+    );
+    let err = engine
+        .execute(&declare("id BIGINT, tip DOUBLE"))
+        .await
+        .expect_err("no tip column");
+    assert!(
+        err.to_string()
+            .contains("column 'tip' of datafusion.public.f is not in the files"),
+        "{err}"
+    );
+    // A refused definition is not kept; a fitting one is.
+    engine
+        .execute(&declare("id BIGINT, zone VARCHAR"))
+        .await
+        .unwrap();
+    assert_eq!(csv_of(&engine, "SELECT * FROM f").await, "id,zone\n1,JFK\n");
+
+    engine
+        .execute("CREATE TABLE lake.fares AS SELECT id, fare FROM f2")
+        .await
+        .expect_err("no table f2");
+    engine
+        .execute("CREATE TABLE lake.fares AS SELECT 1 AS id, 2.5 AS fare")
+        .await
+        .unwrap();
+    let err = engine
+        .execute("INSERT INTO lake.fares SELECT zone, 1.0 FROM f")
+        .await
+        .expect_err("text into a number column");
+    assert!(
+        err.to_string()
+            .contains("column 'id' of lake.fares is Int64 but the query's column 1 (zone) is Utf8"),
+        "{err}"
+    );
+    let err = engine
+        .execute("INSERT INTO lake.fares SELECT 1")
+        .await
+        .expect_err("one column short");
+    assert!(
+        err.to_string().contains("but 2 are expected (id, fare)"),
+        "{err}"
+    );
+    // CTAS columns are nullable, so NULLs insert fine.
+    engine
+        .execute("INSERT INTO lake.fares VALUES (2, NULL), (NULL, 1.5)")
+        .await
+        .unwrap();
+    assert_eq!(
+        csv_of(
+            &engine,
+            "SELECT count(*) AS n, count(id) AS ids FROM lake.fares"
+        )
+        .await,
+        "n,ids\n3,2\n"
+    );
 }
