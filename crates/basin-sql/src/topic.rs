@@ -1,12 +1,12 @@
 //! Topics as tables: `CREATE EXTERNAL TABLE t (...) STORED AS TOPIC
-//! LOCATION 'topic' OPTIONS ('format' 'json', 'brokers' 'host:port')`.
+//! LOCATION 'topic' OPTIONS ('format' 'json' | 'csv', 'brokers' 'host:port')`.
 //!
 //! A scan reads every partition from its earliest offset to the high
 //! watermark seen when the scan starts, through the Kafka protocol (so it
-//! works against Basin or any Kafka-compatible cluster), decodes JSON-lines
+//! works against Basin or any Kafka-compatible cluster), decodes JSON or CSV
 //! values with the declared schema and adds the record's Kafka metadata as
 //! columns `_partition`, `_offset`, `_timestamp` and `_key`. An insert
-//! produces each row as one JSON value with `acks=all`.
+//! produces each row as one JSON or CSV value with `acks=all`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -64,10 +64,11 @@ impl TableProviderFactory for TopicTableFactory {
                 .or_else(|| cmd.options.get(&format!("format.{k}")))
                 .cloned()
         };
-        let format = option("format").unwrap_or_else(|| "json".to_string());
-        if format != "json" {
-            return plan_err!("topic tables support format 'json' (got '{format}')");
-        }
+        let format = match option("format").as_deref().unwrap_or("json") {
+            "json" => ValueFormat::Json,
+            "csv" => ValueFormat::Csv,
+            other => return plan_err!("topic tables take format 'json' or 'csv' (got '{other}')"),
+        };
         let Some(topic) = cmd.locations.first() else {
             return plan_err!("STORED AS TOPIC needs LOCATION 'topic-name'");
         };
@@ -80,19 +81,25 @@ impl TableProviderFactory for TopicTableFactory {
             .or_else(|| std::env::var("BASIN_BROKERS").ok())
             .unwrap_or_else(|| DEFAULT_BROKERS.to_string());
         let value_schema = Arc::new(cmd.schema.as_arrow().clone());
-        Ok(Arc::new(TopicTable::new(
-            topic.clone(),
-            brokers,
-            value_schema,
-        )))
+        let table = TopicTable::new(topic.clone(), brokers, value_schema);
+        Ok(Arc::new(TopicTable { format, ..table }))
     }
 }
 
-/// A topic read as a table of its JSON values plus Kafka metadata.
+/// How record values encode a row: a JSON object, or one CSV line (the
+/// declared columns in order, no header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    Json,
+    Csv,
+}
+
+/// A topic read as a table of its JSON or CSV values plus Kafka metadata.
 #[derive(Debug)]
 pub struct TopicTable {
     topic: String,
     brokers: String,
+    format: ValueFormat,
     value_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -115,6 +122,7 @@ impl TopicTable {
         TopicTable {
             topic,
             brokers,
+            format: ValueFormat::Json,
             value_schema,
             schema: Arc::new(Schema::new(fields)),
         }
@@ -161,7 +169,12 @@ impl TopicTable {
         let (low, high) = consumer
             .fetch_watermarks(&self.topic, partition, TIMEOUT)
             .map_err(kafka_err)?;
-        let mut rows = RowBuffer::new(self.value_schema.clone(), self.schema.clone(), partition);
+        let mut rows = RowBuffer::new(
+            self.format,
+            self.value_schema.clone(),
+            self.schema.clone(),
+            partition,
+        );
         if high <= low {
             return Ok(Vec::new());
         }
@@ -193,9 +206,58 @@ impl TopicTable {
     }
 }
 
+/// Arrow's incremental decoder for the values' format.
+enum ValueDecoder {
+    Json(datafusion::arrow::json::reader::Decoder),
+    Csv(datafusion::arrow::csv::reader::Decoder),
+}
+
+impl ValueDecoder {
+    fn new(format: ValueFormat, schema: SchemaRef) -> ValueDecoder {
+        match format {
+            ValueFormat::Json => ValueDecoder::Json(
+                ReaderBuilder::new(schema)
+                    .with_batch_size(ROWS_PER_BATCH)
+                    .build_decoder()
+                    .expect("valid schema"),
+            ),
+            ValueFormat::Csv => ValueDecoder::Csv(
+                datafusion::arrow::csv::ReaderBuilder::new(schema)
+                    .with_batch_size(ROWS_PER_BATCH)
+                    .build_decoder(),
+            ),
+        }
+    }
+
+    /// Decode one value as one row.
+    fn decode_row(&mut self, value: &[u8]) -> DfResult<()> {
+        for part in [value, b"\n"] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let used = match self {
+                    ValueDecoder::Json(d) => d.decode(rest)?,
+                    ValueDecoder::Csv(d) => d.decode(rest)?,
+                };
+                if used == 0 {
+                    return exec_err!("value does not decode as one row");
+                }
+                rest = &rest[used..];
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> DfResult<Option<RecordBatch>> {
+        Ok(match self {
+            ValueDecoder::Json(d) => d.flush()?,
+            ValueDecoder::Csv(d) => d.flush()?,
+        })
+    }
+}
+
 /// Decodes record values into Arrow rows, batch by batch, with metadata.
 struct RowBuffer {
-    decoder: datafusion::arrow::json::reader::Decoder,
+    decoder: ValueDecoder,
     schema: SchemaRef,
     partition: i32,
     offsets: Vec<i64>,
@@ -205,11 +267,13 @@ struct RowBuffer {
 }
 
 impl RowBuffer {
-    fn new(value_schema: SchemaRef, schema: SchemaRef, partition: i32) -> RowBuffer {
-        let decoder = ReaderBuilder::new(value_schema)
-            .with_batch_size(ROWS_PER_BATCH)
-            .build_decoder()
-            .expect("valid schema");
+    fn new(
+        format: ValueFormat,
+        value_schema: SchemaRef,
+        schema: SchemaRef,
+        partition: i32,
+    ) -> RowBuffer {
+        let decoder = ValueDecoder::new(format, value_schema);
         RowBuffer {
             decoder,
             schema,
@@ -222,7 +286,10 @@ impl RowBuffer {
     }
 
     fn push(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) -> DfResult<()> {
-        let value = message.payload().unwrap_or(b"{}");
+        let value = message.payload().unwrap_or(match self.decoder {
+            ValueDecoder::Json(_) => b"{}",
+            ValueDecoder::Csv(_) => b"",
+        });
         let at = format!(
             "{}[{}] offset {}",
             message.topic(),
@@ -230,10 +297,7 @@ impl RowBuffer {
             message.offset()
         );
         self.decoder
-            .decode(value)
-            .map_err(|e| DataFusionError::Execution(format!("{at}: {e}")))?;
-        self.decoder
-            .decode(b"\n")
+            .decode_row(value)
             .map_err(|e| DataFusionError::Execution(format!("{at}: {e}")))?;
         self.offsets.push(message.offset());
         self.timestamps.push(message.timestamp().to_millis());
@@ -290,11 +354,14 @@ impl TableProvider for TopicTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let table = TopicTable::new(
-            self.topic.clone(),
-            self.brokers.clone(),
-            self.value_schema.clone(),
-        );
+        let table = TopicTable {
+            format: self.format,
+            ..TopicTable::new(
+                self.topic.clone(),
+                self.brokers.clone(),
+                self.value_schema.clone(),
+            )
+        };
         let batches = tokio::task::spawn_blocking(move || table.read_all())
             .await
             .map_err(|e| DataFusionError::Execution(e.to_string()))??;
@@ -315,6 +382,7 @@ impl TableProvider for TopicTable {
             return exec_err!("a topic only takes appends (INSERT INTO), not {op}");
         }
         let sink = TopicSink {
+            format: self.format,
             topic: self.topic.clone(),
             brokers: self.brokers.clone(),
             schema: self.schema.clone(),
@@ -324,9 +392,10 @@ impl TableProvider for TopicTable {
     }
 }
 
-/// Produces inserted rows to the topic as JSON values.
+/// Produces inserted rows to the topic as JSON or CSV values.
 #[derive(Debug)]
 struct TopicSink {
+    format: ValueFormat,
     topic: String,
     brokers: String,
     /// The table's schema, metadata columns included (what inserts carry).
@@ -365,7 +434,11 @@ impl DataSink for TopicSink {
             // Inserts fill the metadata columns with NULLs; only values are sent.
             let values: Vec<usize> = (0..self.value_columns).collect();
             let batch = batch?.project(&values)?;
-            for line in json_lines(&batch)? {
+            let lines = match self.format {
+                ValueFormat::Json => json_lines(&batch)?,
+                ValueFormat::Csv => csv_lines(&batch)?,
+            };
+            for line in lines {
                 send(&producer, &self.topic, &line)?;
                 rows += 1;
             }
@@ -385,6 +458,25 @@ fn json_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
         .filter(|l| !l.is_empty())
         .map(<[u8]>::to_vec)
         .collect())
+}
+
+/// Each row as one CSV line (without its newline; quoted fields may hold
+/// newlines, so rows are written one at a time).
+fn csv_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
+    let mut lines = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let mut buf = Vec::new();
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(false)
+            .build(&mut buf);
+        writer.write(&batch.slice(row, 1))?;
+        drop(writer);
+        while buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        lines.push(buf);
+    }
+    Ok(lines)
 }
 
 fn send(
