@@ -209,7 +209,7 @@ impl TopicTable {
 /// Arrow's incremental decoder for the values' format.
 enum ValueDecoder {
     Json(datafusion::arrow::json::reader::Decoder),
-    Csv(datafusion::arrow::csv::reader::Decoder),
+    Csv(Box<datafusion::arrow::csv::reader::Decoder>),
 }
 
 impl ValueDecoder {
@@ -221,11 +221,11 @@ impl ValueDecoder {
                     .build_decoder()
                     .expect("valid schema"),
             ),
-            ValueFormat::Csv => ValueDecoder::Csv(
+            ValueFormat::Csv => ValueDecoder::Csv(Box::new(
                 datafusion::arrow::csv::ReaderBuilder::new(schema)
                     .with_batch_size(ROWS_PER_BATCH)
                     .build_decoder(),
-            ),
+            )),
         }
     }
 
