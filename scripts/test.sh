@@ -149,6 +149,19 @@ fi
 # ---------------------------------------------------------------------------
 run_step "cargo fmt --check" cargo fmt --all -- --check
 
+# Test binaries link DataFusion with debug info (about 1 GB each) and every
+# change leaves the old ones behind: keep only the newest of each name, so the
+# persistent target dir does not fill the disk.
+prune_stale_test_binaries() {
+  local deps="$CARGO_TARGET_DIR/debug/deps"
+  [[ -d $deps ]] || return 0
+  find "$deps" -maxdepth 1 -type f -executable -size +50M -printf '%T@ %p\n' |
+    sort -rn | awk '{ n = $2; sub(/.*\//, "", n); sub(/-[0-9a-f]+$/, "", n); if (seen[n]++) print $2 }' |
+    xargs -r rm -f
+}
+prune_stale_test_binaries
+df -h "$CARGO_TARGET_DIR" | tail -1
+
 run_step "cargo build (dev)" cargo build --workspace --bins
 BUILD_OK=0
 if [[ $LAST_RC -eq 0 ]]; then
