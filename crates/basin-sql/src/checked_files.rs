@@ -569,13 +569,14 @@ impl Reader {
         };
         let mut typed = Vec::with_capacity(text.len());
         let mut bad: Vec<BadRow> = Vec::new();
+        let mut is_bad = vec![false; text.first().map_or(0, |c| c.len())];
         for (field, column) in self.schema.fields().iter().zip(text) {
             let cast = cast_with_options(column, field.data_type(), &options)?;
             let clean = cast.null_count() == column.null_count()
                 && (field.is_nullable() || cast.null_count() == 0);
             if !clean {
                 for row in (0..cast.len()).filter(|r| cast.is_null(*r)) {
-                    if bad.iter().any(|(r, _)| *r == row) {
+                    if is_bad[row] {
                         continue;
                     }
                     let reason = if column.is_valid(row) {
@@ -590,6 +591,7 @@ impl Reader {
                     } else {
                         continue;
                     };
+                    is_bad[row] = true;
                     bad.push((row, reason));
                 }
             }

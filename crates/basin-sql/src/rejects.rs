@@ -5,6 +5,7 @@
 //! ones named. When a statement succeeds, its rejects are appended to the
 //! lake table `lake._rejects`; when it fails, nothing is written.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -40,17 +41,17 @@ impl Reject {
 /// The rejects of the statements running now, and the limit.
 #[derive(Debug, Default)]
 pub struct RejectLog {
-    max: Mutex<u64>,
+    max: AtomicU64,
     rows: Mutex<Vec<Reject>>,
 }
 
 impl RejectLog {
     pub fn set_max(&self, max: u64) {
-        *self.max.lock() = max;
+        self.max.store(max, Ordering::Relaxed);
     }
 
     pub fn max(&self) -> u64 {
-        *self.max.lock()
+        self.max.load(Ordering::Relaxed)
     }
 
     /// Record a reject; an error once there are more than the limit.

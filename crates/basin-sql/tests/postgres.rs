@@ -4,17 +4,8 @@
 
 mod support;
 
-use basin_sql::{write_output, Engine, Format, Output};
-use support::{fresh_schema, pg_client, pg_url};
-
-async fn csv_of(engine: &Engine, sql: &str) -> String {
-    let Some(Output::Rows(df)) = engine.execute(sql).await.unwrap().pop() else {
-        panic!("{sql}")
-    };
-    let mut out = Vec::new();
-    write_output(df, Format::Csv, None, &mut out).await.unwrap();
-    String::from_utf8(out).unwrap()
-}
+use basin_sql::{Engine, Output};
+use support::{csv_of, fresh_schema, pg_client, pg_url};
 
 async fn setup(ddl: &str) -> (tokio_postgres::Client, String, String) {
     let url = pg_url();

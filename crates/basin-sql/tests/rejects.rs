@@ -3,18 +3,12 @@
 //! mismatches (a CSV header, a Parquet table's declared columns, an INSERT's
 //! query) name the column.
 
+mod support;
+
 use std::path::Path;
 
-use basin_sql::{write_output, Engine, Format, Output};
-
-async fn csv_of(engine: &Engine, sql: &str) -> String {
-    let Some(Output::Rows(df)) = engine.execute(sql).await.unwrap().pop() else {
-        panic!("{sql}")
-    };
-    let mut out = Vec::new();
-    write_output(df, Format::Csv, None, &mut out).await.unwrap();
-    String::from_utf8(out).unwrap()
-}
+use basin_sql::{Engine, Output};
+use support::csv_of;
 
 const TRIPS: &str = "id,zone,fare,day
 1,JFK,70.5,2024-01-01

@@ -2,17 +2,11 @@
 //! through the Kafka protocol): insert rows as JSON records, read them back
 //! with their Kafka metadata, and load a topic into the lake.
 
-use basin_broker::{Broker, BrokerConfig};
-use basin_sql::{write_output, Engine, Format, Output};
+mod support;
 
-async fn csv_of(engine: &Engine, sql: &str) -> String {
-    let Some(Output::Rows(df)) = engine.execute(sql).await.unwrap().pop() else {
-        panic!("{sql}")
-    };
-    let mut out = Vec::new();
-    write_output(df, Format::Csv, None, &mut out).await.unwrap();
-    String::from_utf8(out).unwrap()
-}
+use basin_broker::{Broker, BrokerConfig};
+use basin_sql::{Engine, Output};
+use support::csv_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_tables_read_and_write_through_kafka() {

@@ -6,72 +6,18 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use basin::partitioner::hash_partition;
-use common::TestBroker;
-
-/// What a finished `basin` run left behind.
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
+use common::{run_basin, wait_for_exit, Run, TestBroker};
 
 /// Run `basin ARGS` against `brokers`, feeding `stdin`; killed after 90 s.
 fn basin(brokers: &str, args: &[&str], stdin: Option<String>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
-        .args(args)
-        .env("BASIN_BROKERS", brokers)
-        .env("BASIN_CONNECT_TIMEOUT_MS", "15000")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn basin");
-    let mut input = child.stdin.take().expect("stdin");
-    let feeder = thread::spawn(move || {
-        let _ = input.write_all(stdin.unwrap_or_default().as_bytes());
-    });
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let status = wait_for_exit(&mut child, Duration::from_secs(90), args);
-    feeder.join().expect("stdin feeder");
-    let run = Run {
-        success: status.success(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    };
-    eprintln!("basin {args:?} -> {status}\n{}", run.stderr);
-    run
-}
-
-/// Wait for `child` to exit; kill it and fail the test after `limit`.
-fn wait_for_exit(child: &mut Child, limit: Duration, what: &[&str]) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("basin {what:?} still running after {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
+    run_basin(brokers, args, stdin, Duration::from_secs(90))
 }
 
 fn user_lines(n: usize) -> Vec<String> {

@@ -6,72 +6,25 @@
 mod common;
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use basin::partitioner::hash_partition;
-use common::TestBroker;
+use common::{run_basin, Run, TestBroker};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-/// What a finished `basin` run left behind.
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// Run `basin ARGS` (killed after 120 s) with `brokers` as BASIN_BROKERS.
-fn basin(args: &[&str], brokers: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
-        .args(args)
-        .env("BASIN_BROKERS", brokers)
-        .env("BASIN_CONNECT_TIMEOUT_MS", "15000")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn basin");
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("basin {args:?} still running after 120 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let out = Output {
-        success: status.success(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    };
-    eprintln!("basin {args:?} -> {status}\n{}", out.stderr);
-    out
+fn basin(args: &[&str], brokers: &str) -> Run {
+    run_basin(brokers, args, None, Duration::from_secs(120))
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-fn gen(args: &[&str]) -> Output {
+fn gen(args: &[&str]) -> Run {
     let mut full = vec!["gen", "taxi"];
     full.extend_from_slice(args);
     basin(&full, "127.0.0.1:1")
 }
 
-fn stderr(out: &Output) -> &str {
+fn stderr(out: &Run) -> &str {
     &out.stderr
 }
 

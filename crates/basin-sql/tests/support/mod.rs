@@ -1,5 +1,5 @@
-//! Shared by the integration tests: a real PostgreSQL server and a fresh
-//! schema in it for each test.
+//! Shared by the integration tests: a query's answer as CSV text, and a
+//! real PostgreSQL server with a fresh schema in it for each test.
 //!
 //! The server's URL comes from `BASIN_TEST_PG_URL` (the test script starts
 //! one and sets it); without it, `scripts/pg-test-server.sh` starts or reuses
@@ -10,7 +10,18 @@
 use std::path::Path;
 use std::process::Command;
 
+use basin_sql::{write_output, Engine, Format, Output};
 use tokio_postgres::{Client, NoTls};
+
+/// The rows of the last statement of `sql`, as CSV with a header.
+pub async fn csv_of(engine: &Engine, sql: &str) -> String {
+    let Some(Output::Rows(df)) = engine.execute(sql).await.unwrap().pop() else {
+        panic!("{sql}")
+    };
+    let mut out = Vec::new();
+    write_output(df, Format::Csv, None, &mut out).await.unwrap();
+    String::from_utf8(out).unwrap()
+}
 
 /// The test server's URL, starting it when needed.
 pub fn pg_url() -> String {

@@ -299,7 +299,7 @@ impl Totals {
 }
 
 /// A spinner on stderr when it is a terminal; hidden otherwise.
-fn progress_bar() -> ProgressBar {
+pub(crate) fn progress_bar() -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

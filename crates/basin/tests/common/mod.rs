@@ -1,13 +1,16 @@
 //! Shared test support: an in-process `basin_broker::Broker` on 127.0.0.1:0
 //! with a temporary data directory, running on its own runtime thread so the
-//! tests may block (as rdkafka calls do) without starving it.
+//! tests may block (as rdkafka calls do) without starving it; and a runner
+//! for the built `basin` binary.
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use basin_broker::{Broker, BrokerConfig};
 use tempfile::TempDir;
@@ -79,4 +82,65 @@ impl Drop for TestBroker {
             let _ = thread.join();
         }
     }
+}
+
+/// What a finished `basin` run left behind.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `basin ARGS` against `brokers`, feeding `stdin`; killed (and the
+/// test failed) after `limit`.
+pub fn run_basin(brokers: &str, args: &[&str], stdin: Option<String>, limit: Duration) -> Run {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(args)
+        .env("BASIN_BROKERS", brokers)
+        .env("BASIN_CONNECT_TIMEOUT_MS", "15000")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn basin");
+    let mut input = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.unwrap_or_default().as_bytes());
+    });
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let status = wait_for_exit(&mut child, limit, args);
+    feeder.join().expect("stdin feeder");
+    let run = Run {
+        success: status.success(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    eprintln!("basin {args:?} -> {status}\n{}", run.stderr);
+    run
+}
+
+/// Wait for `child` to exit; kill it and fail the test after `limit`.
+pub fn wait_for_exit(child: &mut Child, limit: Duration, what: &[&str]) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("basin {what:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Read a pipe to the end on its own thread.
+pub fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
 }

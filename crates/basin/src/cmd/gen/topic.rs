@@ -3,7 +3,6 @@
 //! stamped with the pickup time, paced by a token bucket; event times
 //! advance with wall time from `--start` (or now). Ctrl-C stops cleanly.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use basin_gen::taxi::calendar::SECOND;
 use basin_gen::taxi::{format_iso, write_json, NullBlock, TripSampler};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
@@ -229,7 +228,7 @@ impl Totals {
             first_pickup: None,
             last_pickup: 0,
             started: Instant::now(),
-            progress: spinner(),
+            progress: crate::cmd::produce::progress_bar(),
         }
     }
 
@@ -264,19 +263,6 @@ impl Totals {
             self.records as f64 / secs,
         );
     }
-}
-
-/// A spinner on stderr when it is a terminal; hidden otherwise.
-fn spinner() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} producing: {msg} [{elapsed}]") {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 #[cfg(test)]
