@@ -252,6 +252,12 @@ impl Engine {
                     self.create_lake_table(&name, query, spec, ct.or_replace, ct.if_not_exists)
                         .await
                 }
+                SqlStatement::CreateTable(ct) if is_lake(&ct.name.to_string()) => {
+                    let name = lake_name(&ct.name.to_string());
+                    let spec = partitions.iter().find(|p| lake_name(&p.table) == name);
+                    self.create_empty_lake_table(&name, statement.clone(), spec, ct.if_not_exists)
+                        .await
+                }
                 SqlStatement::Insert(insert) => {
                     self.check_insert(insert).await?;
                     self.plan_and_run(statement.clone()).await
@@ -357,6 +363,53 @@ impl Engine {
         Ok(Output::Message(format!(
             "created lake.{name} with {rows} rows"
         )))
+    }
+
+    /// `CREATE TABLE lake.x (columns)`: an empty table that inserts and
+    /// stream jobs fill.
+    async fn create_empty_lake_table(
+        &self,
+        name: &str,
+        statement: Statement,
+        spec: Option<&PartitionSpec>,
+        if_not_exists: bool,
+    ) -> Result<Output> {
+        if self.lake.meta(name)?.is_some() {
+            if if_not_exists {
+                return Ok(Output::Message(format!(
+                    "lake.{name} already exists; nothing done"
+                )));
+            }
+            return Err(SqlError::Invalid(format!(
+                "table lake.{name} already exists"
+            )));
+        }
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let schema = plan.schema().as_arrow().clone();
+        if schema.fields().is_empty() {
+            return Err(SqlError::Invalid(format!(
+                "CREATE TABLE lake.{name} needs columns, e.g. (id BIGINT, name VARCHAR), or AS SELECT ..."
+            )));
+        }
+        let partition_cols = spec.map(|s| s.columns.clone()).unwrap_or_default();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for col in partition_cols.iter().rev() {
+            let Some(i) = fields.iter().position(|f| f.name() == col) else {
+                return Err(SqlError::Invalid(format!(
+                    "PARTITIONED BY {col}: lake.{name} has no such column"
+                )));
+            };
+            let field = fields.remove(i);
+            fields.push(field);
+        }
+        let meta = LakeMeta {
+            name: name.to_string(),
+            schema: nullable(&Schema::new(fields)),
+            partition_cols,
+            version: 0,
+        };
+        self.lake.commit(&meta)?;
+        Ok(Output::Message(format!("created lake.{name}")))
     }
 
     async fn write(&self, df: DataFrame, meta: LakeMeta, op: InsertOp) -> Result<u64> {

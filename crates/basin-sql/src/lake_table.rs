@@ -107,6 +107,14 @@ impl LakeTable {
         LakeTable { lake, meta }
     }
 
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    pub fn meta(&self) -> &LakeMeta {
+        &self.meta
+    }
+
     fn listing(&self) -> DfResult<Option<ListingTable>> {
         if self.meta.version == 0 {
             return Ok(None);

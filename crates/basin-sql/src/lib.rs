@@ -23,4 +23,5 @@ pub mod topic;
 pub use engine::{Engine, Output, Parsed};
 pub use error::{Result, SqlError};
 pub use lake::Leftover;
+pub use lake_table::LakeTable;
 pub use output::{write_output, Format};

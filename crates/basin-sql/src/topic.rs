@@ -128,6 +128,23 @@ impl TopicTable {
         }
     }
 
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    pub fn format(&self) -> ValueFormat {
+        self.format
+    }
+
+    /// The declared columns, without the Kafka metadata columns.
+    pub fn value_schema(&self) -> SchemaRef {
+        self.value_schema.clone()
+    }
+
     fn consumer(&self) -> DfResult<BaseConsumer> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -207,13 +224,13 @@ impl TopicTable {
 }
 
 /// Arrow's incremental decoder for the values' format.
-enum ValueDecoder {
+pub enum ValueDecoder {
     Json(datafusion::arrow::json::reader::Decoder),
     Csv(Box<datafusion::arrow::csv::reader::Decoder>),
 }
 
 impl ValueDecoder {
-    fn new(format: ValueFormat, schema: SchemaRef) -> ValueDecoder {
+    pub fn new(format: ValueFormat, schema: SchemaRef) -> ValueDecoder {
         match format {
             ValueFormat::Json => ValueDecoder::Json(
                 ReaderBuilder::new(schema)
@@ -230,7 +247,7 @@ impl ValueDecoder {
     }
 
     /// Decode one value as one row.
-    fn decode_row(&mut self, value: &[u8]) -> DfResult<()> {
+    pub fn decode_row(&mut self, value: &[u8]) -> DfResult<()> {
         for part in [value, b"\n"] {
             let mut rest = part;
             while !rest.is_empty() {
@@ -247,7 +264,7 @@ impl ValueDecoder {
         Ok(())
     }
 
-    fn flush(&mut self) -> DfResult<Option<RecordBatch>> {
+    pub fn flush(&mut self) -> DfResult<Option<RecordBatch>> {
         Ok(match self {
             ValueDecoder::Json(d) => d.flush()?,
             ValueDecoder::Csv(d) => d.flush()?,
@@ -448,7 +465,8 @@ impl DataSink for TopicSink {
     }
 }
 
-fn json_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
+/// Each row as one JSON object (without its newline).
+pub fn json_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
     let mut buf = Vec::new();
     let mut writer = LineDelimitedWriter::new(&mut buf);
     writer.write(batch)?;
@@ -462,7 +480,7 @@ fn json_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
 
 /// Each row as one CSV line (without its newline; quoted fields may hold
 /// newlines, so rows are written one at a time).
-fn csv_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
+pub fn csv_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
     let mut lines = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let mut buf = Vec::new();

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use crate::client::ClientArgs;
 use crate::cmd::consume::ConsumeArgs;
 use crate::cmd::gen::GenCommand;
+use crate::cmd::pipeline::PipelineCommand;
 use crate::cmd::produce::ProduceArgs;
 use crate::cmd::sql::SqlArgs;
 use crate::cmd::topic::TopicCommand;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Generate realistic synthetic data sets: files or a stream to a topic.
     #[command(subcommand)]
     Gen(GenCommand),
+    /// Run SQL pipelines: stream jobs over live topics, or the same file as a batch job.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
 }
 
 impl Command {

@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => cmd::consume::run(&client, args).await,
         Command::Gen(command) => cmd::gen::run(&client, command).await,
         Command::Sql(args) => cmd::sql::run(args).await,
+        Command::Pipeline(command) => cmd::pipeline::run(&client, command).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod consume;
 pub mod gen;
+pub mod pipeline;
 pub mod produce;
 pub mod sql;
 pub mod topic;

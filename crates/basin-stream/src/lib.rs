@@ -1,0 +1,21 @@
+//! `basin-stream`: Basin's stream engine. A pipeline is a SQL file; the
+//! same file runs as a batch job over history or as a stream job over live
+//! topics, with event time, watermarks, windows (`TUMBLE`, `HOP`), keyed
+//! state and checkpoints. DataFusion plans the SQL; this crate turns the
+//! plan into tasks that process Arrow batches as they arrive.
+
+pub mod agg;
+pub mod checkpoint;
+mod error;
+pub mod exec;
+pub mod ops;
+pub mod pipeline;
+pub mod plan;
+pub mod runtime;
+pub mod script;
+pub mod sink;
+pub mod source;
+pub mod window;
+
+pub use error::{Result, StreamError};
+pub use pipeline::{Mode, Pipeline, RunOptions, RunSummary, DEFAULT_CHECKPOINT_INTERVAL};

@@ -1,0 +1,108 @@
+//! Stream operators: each takes batches and watermarks in and gives
+//! batches out. Stateless steps ([`Step`]) evaluate DataFusion physical
+//! expressions batch by batch; stateful operators ([`crate::agg`]) keep
+//! state that a checkpoint saves as one Arrow batch.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{Result, StreamError};
+
+/// Something a task runs batches through.
+pub trait Operator: Send {
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()>;
+
+    /// Event time has passed `watermark` (ms): emit what is complete.
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The state to checkpoint, if any.
+    fn snapshot(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+
+    /// Load the state a checkpoint saved.
+    fn restore(&mut self, _state: &RecordBatch) -> Result<()> {
+        Ok(())
+    }
+
+    /// Rows dropped because their window had already been emitted.
+    fn late_rows(&self) -> u64 {
+        0
+    }
+}
+
+/// A stateless step: a filter (with the columns it keeps) or a projection.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Filter {
+        predicate: Arc<dyn PhysicalExpr>,
+        projection: Option<Vec<usize>>,
+    },
+    Project {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
+}
+
+impl Step {
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        match self {
+            Step::Filter {
+                predicate,
+                projection,
+            } => {
+                let mask = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| StreamError::Task("filter predicate is not boolean".into()))?;
+                let kept = filter_record_batch(&batch, mask)?;
+                Ok(match projection {
+                    Some(p) => kept.project(p)?,
+                    None => kept,
+                })
+            }
+            Step::Project { exprs, schema } => {
+                let n = batch.num_rows();
+                let columns: Vec<ArrayRef> = exprs
+                    .iter()
+                    .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
+                    .collect::<datafusion::common::Result<_>>()?;
+                Ok(RecordBatch::try_new(schema.clone(), columns)?)
+            }
+        }
+    }
+}
+
+/// Stateless steps in a row, as one operator.
+#[derive(Debug, Clone, Default)]
+pub struct Chain(pub Vec<Step>);
+
+impl Chain {
+    pub fn apply(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
+        for step in &self.0 {
+            if batch.num_rows() == 0 {
+                break;
+            }
+            batch = step.apply(batch)?;
+        }
+        Ok(batch)
+    }
+}
+
+impl Operator for Chain {
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+        let batch = self.apply(batch)?;
+        if batch.num_rows() > 0 {
+            out.push(batch);
+        }
+        Ok(())
+    }
+}

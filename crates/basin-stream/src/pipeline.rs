@@ -1,0 +1,290 @@
+//! Running a pipeline file, in either mode. Both modes register the
+//! file's tables in a SQL session over the data dir (tables of the
+//! persistent catalog and the lake are visible too) and plan the same
+//! rewritten SQL with DataFusion:
+//! - batch: every statement runs to completion over what the sources hold
+//!   now (topics from earliest to their end);
+//! - stream: each `INSERT` (or bare query) becomes a job ([`crate::runtime`])
+//!   over live topics, with watermarks and checkpoints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use basin_sql::topic::TopicTable;
+use basin_sql::{Engine, LakeTable};
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use regex::Regex;
+use tracing::info;
+
+use crate::error::{Result, StreamError};
+use crate::plan::job_plan;
+use crate::runtime::{run_job, Fnv, JobConfig, JobStats};
+use crate::script::{Script, Statement, StatementKind, Watermark};
+use crate::sink::SinkTarget;
+use crate::source::{SourceInfo, StreamSourceTable};
+use crate::window::WindowedTable;
+
+/// Default time between checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Stream,
+    Batch,
+}
+
+/// How to run a pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    /// Names the pipeline's checkpoint folder.
+    pub name: String,
+    pub parallelism: usize,
+    pub checkpoint_interval: Duration,
+    /// Stream mode: stop once the sources' current ends are processed.
+    pub bounded: bool,
+    /// Stream mode: forget earlier checkpoints and start from the beginning.
+    pub reset: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub jobs: Vec<JobSummary>,
+}
+
+#[derive(Debug)]
+pub struct JobSummary {
+    pub sink: String,
+    pub stats: Arc<JobStats>,
+}
+
+/// A parsed pipeline with its SQL session.
+pub struct Pipeline {
+    script: Script,
+    fingerprint: String,
+    engine: Engine,
+    mode: Mode,
+}
+
+impl Pipeline {
+    /// Parse `text` and register its tables.
+    pub async fn open(text: &str, options: &RunOptions) -> Result<Pipeline> {
+        let script = Script::parse(text)?;
+        let engine = Engine::open(&options.data_dir).await?;
+        if options.mode == Mode::Stream {
+            engine
+                .context()
+                .sql("SET datafusion.execution.target_partitions = 1")
+                .await?;
+        }
+        let mut fnv = Fnv(0xcbf2_9ce4_8422_2325);
+        std::hash::Hasher::write(&mut fnv, text.as_bytes());
+        let fingerprint = format!("{:016x}", std::hash::Hasher::finish(&fnv));
+        Ok(Pipeline {
+            script,
+            fingerprint,
+            engine,
+            mode: options.mode,
+        })
+    }
+
+    fn ctx(&self) -> &SessionContext {
+        self.engine.context()
+    }
+
+    /// Run the pipeline: batch to completion, or stream jobs until their
+    /// bounded input ends (or forever).
+    pub async fn run(self, options: &RunOptions) -> Result<RunSummary> {
+        let mut jobs = Vec::new();
+        let mut registered = 0;
+        for (n, st) in self.script.statements.iter().enumerate() {
+            registered = self.register_windows(registered).await?;
+            let located = |e: StreamError| located(st, e);
+            match &st.kind {
+                StatementKind::Create { watermark } => {
+                    self.create(st, watermark.as_ref()).await.map_err(located)?
+                }
+                StatementKind::Other => {
+                    self.ctx()
+                        .sql(&st.sql)
+                        .await
+                        .map_err(StreamError::from)
+                        .map_err(located)?
+                        .collect()
+                        .await
+                        .map_err(StreamError::from)
+                        .map_err(located)?;
+                }
+                StatementKind::Insert | StatementKind::Query if self.mode == Mode::Batch => {
+                    self.run_batch(st).await.map_err(located)?
+                }
+                StatementKind::Insert | StatementKind::Query => {
+                    jobs.push(self.plan_job(st, n, options).await.map_err(located)?)
+                }
+            }
+        }
+        let mut summary = RunSummary::default();
+        let mut handles = Vec::new();
+        for (plan, sink, config) in jobs {
+            let stats = Arc::new(JobStats::default());
+            summary.jobs.push(JobSummary {
+                sink: sink.describe(),
+                stats: stats.clone(),
+            });
+            info!(job = %config.name, sink = %sink.describe(), "job starting");
+            handles.push(tokio::task::spawn_blocking(move || {
+                run_job(plan, sink, config, stats)
+            }));
+        }
+        for h in handles {
+            h.await.map_err(|e| StreamError::Task(e.to_string()))??;
+        }
+        Ok(summary)
+    }
+
+    /// Register the window tables whose sources now exist.
+    async fn register_windows(&self, from: usize) -> Result<usize> {
+        let mut next = from;
+        for w in &self.script.windows[from..] {
+            let Ok(source) = self.ctx().table_provider(w.source.as_str()).await else {
+                break;
+            };
+            let table = WindowedTable::try_new(source, w.spec.clone())?;
+            self.ctx()
+                .register_table(w.name.as_str(), Arc::new(table))?;
+            next += 1;
+        }
+        Ok(next)
+    }
+
+    async fn create(&self, st: &Statement, watermark: Option<&Watermark>) -> Result<()> {
+        let name = created_name(&st.sql);
+        if name.as_deref().is_some_and(|n| n.starts_with("lake.")) {
+            // Lake tables persist: the engine writes their metadata.
+            self.engine.execute(&st.sql).await?;
+            return Ok(());
+        }
+        // Other tables live for this run only (not in the catalog).
+        self.ctx().sql(&st.sql).await?.collect().await?;
+        let Some(name) = name else {
+            return Ok(());
+        };
+        let provider = self.ctx().table_provider(name.as_str()).await?;
+        let Some(topic) = provider.downcast_ref::<TopicTable>() else {
+            if watermark.is_some() {
+                return Err(StreamError::Unsupported(format!(
+                    "WATERMARK on {name}: only topic tables take a watermark"
+                )));
+            }
+            return Ok(());
+        };
+        if self.mode == Mode::Stream {
+            let info = SourceInfo::from_table(&name, topic, watermark.cloned())?;
+            self.ctx().deregister_table(name.as_str())?;
+            self.ctx().register_table(
+                name.as_str(),
+                Arc::new(StreamSourceTable {
+                    info: Arc::new(info),
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn run_batch(&self, st: &Statement) -> Result<()> {
+        let df = self.ctx().sql(&st.sql).await?;
+        if st.kind == StatementKind::Insert {
+            df.collect().await?;
+            return Ok(());
+        }
+        let batches = df.collect().await?;
+        let mut buf = Vec::new();
+        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+        for b in &batches {
+            writer.write(b)?;
+        }
+        writer.finish()?;
+        use std::io::Write;
+        std::io::stdout()
+            .write_all(&buf)
+            .map_err(|e| StreamError::Task(format!("stdout: {e}")))?;
+        Ok(())
+    }
+
+    async fn plan_job(
+        &self,
+        st: &Statement,
+        n: usize,
+        options: &RunOptions,
+    ) -> Result<(crate::plan::JobPlan, SinkTarget, JobConfig)> {
+        let state = self.ctx().state();
+        let logical = state.create_logical_plan(&st.sql).await?;
+        let (query, sink) = match logical {
+            LogicalPlan::Dml(dml) => {
+                let provider = self.ctx().table_provider(dml.table_name.clone()).await?;
+                (
+                    dml.input.as_ref().clone(),
+                    sink_target(dml.table_name.to_string(), provider.as_ref())?,
+                )
+            }
+            other => (other, SinkTarget::Print),
+        };
+        let physical = state.create_physical_plan(&query).await?;
+        let plan = job_plan(&physical)?;
+        let name = format!("{}-{n}", options.name);
+        let config = JobConfig {
+            checkpoint_dir: options
+                .data_dir
+                .join("pipelines")
+                .join(&options.name)
+                .join(format!("statement-{n}")),
+            name,
+            parallelism: options.parallelism.max(1),
+            checkpoint_interval: options.checkpoint_interval,
+            bounded: options.bounded,
+            fingerprint: self.fingerprint.clone(),
+        };
+        if options.reset {
+            crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;
+        }
+        Ok((plan, sink, config))
+    }
+}
+
+fn sink_target(name: String, provider: &dyn TableProvider) -> Result<SinkTarget> {
+    let any = provider;
+    if let Some(s) = any.downcast_ref::<StreamSourceTable>() {
+        return Ok(SinkTarget::Topic(s.info.clone()));
+    }
+    if let Some(lake) = any.downcast_ref::<LakeTable>() {
+        return Ok(SinkTarget::Lake {
+            lake: lake.lake().clone(),
+            meta: lake.meta().clone(),
+        });
+    }
+    Err(StreamError::Unsupported(format!(
+        "{name} as a stream sink: stream jobs write to topic tables and lake tables"
+    )))
+}
+
+/// The table a CREATE statement names.
+fn created_name(sql: &str) -> Option<String> {
+    let re = Regex::new(r"(?is)^\s*(?:--[^\n]*\n\s*)*CREATE\s+(?:OR\s+REPLACE\s+)?(?:EXTERNAL\s+|UNBOUNDED\s+EXTERNAL\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.]+)")
+        .expect("valid regex");
+    re.captures(sql).map(|c| c[1].to_lowercase())
+}
+
+fn located(st: &Statement, e: StreamError) -> StreamError {
+    match e {
+        StreamError::Script { .. } => e,
+        other => StreamError::Script {
+            at: format!("statement at line {}", st.line),
+            message: other.to_string(),
+        },
+    }
+}

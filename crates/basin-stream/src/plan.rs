@@ -1,0 +1,227 @@
+//! From a DataFusion physical plan to a stream job. The query is planned
+//! by DataFusion with one target partition; the plan is then read bottom
+//! up: the live source (a [`StreamScanExec`]), stateless filters and
+//! projections, at most one grouped aggregation, and stateless steps after
+//! it. Window columns are followed through projections so the aggregation
+//! knows when each group's window closes.
+
+use std::sync::Arc;
+
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::agg::{AggSpec, Trigger};
+use crate::error::{Result, StreamError};
+use crate::exec::StreamScanExec;
+use crate::ops::{Chain, Step};
+use crate::window::{WindowKind, WINDOW_END, WINDOW_START};
+
+/// A stream job: source, stateless steps, and an optional keyed stage.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub scan: StreamScanExec,
+    pub pre: Chain,
+    pub keyed: Option<KeyedPlan>,
+}
+
+/// A grouped aggregation and the stateless steps after it.
+#[derive(Debug, Clone)]
+pub struct KeyedPlan {
+    pub agg: AggSpec,
+    pub post: Chain,
+}
+
+/// Where a column's value came from, as far as windows matter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Lineage {
+    WindowStart(i64),
+    WindowEnd,
+}
+
+type Lineages = Vec<Option<Lineage>>;
+
+/// Plan `plan` (the physical plan of a query) as a stream job.
+pub fn job_plan(plan: &Arc<dyn ExecutionPlan>) -> Result<JobPlan> {
+    let mut nodes = Vec::new();
+    let mut node = plan.clone();
+    loop {
+        let children = node.children();
+        match children.len() {
+            0 => break,
+            1 => {
+                let child = children[0].clone();
+                nodes.push(node);
+                node = child;
+            }
+            _ => {
+                return Err(StreamError::Unsupported(format!(
+                    "{} (joins of streams are not supported yet)",
+                    node.name()
+                )))
+            }
+        }
+    }
+    let Some(scan) = node.downcast_ref::<StreamScanExec>() else {
+        return Err(StreamError::Unsupported(format!(
+            "the query reads {} and no stream source; stream mode needs a topic source (use --mode batch)",
+            node.name()
+        )));
+    };
+    let mut lineage = scan_lineage(scan);
+    let mut job = JobPlan {
+        scan: scan.clone(),
+        pre: Chain::default(),
+        keyed: None,
+    };
+    for node in nodes.iter().rev() {
+        lineage = add_node(&mut job, node, lineage)?;
+    }
+    Ok(job)
+}
+
+fn scan_lineage(scan: &StreamScanExec) -> Lineages {
+    let full = scan.full_schema();
+    let size = scan.window.as_ref().map(|(spec, _)| match spec.kind {
+        WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
+        WindowKind::Session { gap_ms, .. } => gap_ms,
+    });
+    let of = |i: usize| {
+        let name = full.field(i).name();
+        match size {
+            Some(size) if name == WINDOW_START && i + 2 == full.fields().len() => {
+                Some(Lineage::WindowStart(size))
+            }
+            Some(_) if name == WINDOW_END && i + 1 == full.fields().len() => {
+                Some(Lineage::WindowEnd)
+            }
+            _ => None,
+        }
+    };
+    match &scan.projection {
+        Some(p) => p.iter().map(|&i| of(i)).collect(),
+        None => (0..full.fields().len()).map(of).collect(),
+    }
+}
+
+fn add_node(
+    job: &mut JobPlan,
+    node: &Arc<dyn ExecutionPlan>,
+    lineage: Lineages,
+) -> Result<Lineages> {
+    let any = node;
+    if let Some(filter) = any.downcast_ref::<FilterExec>() {
+        let projection = filter.projection().as_ref().map(|p| p.to_vec());
+        let out = match &projection {
+            Some(p) => p.iter().map(|&i| lineage[i]).collect(),
+            None => lineage,
+        };
+        push_step(
+            job,
+            Step::Filter {
+                predicate: filter.predicate().clone(),
+                projection,
+            },
+        );
+        return Ok(out);
+    }
+    if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
+        let exprs: Vec<Arc<dyn PhysicalExpr>> =
+            projection.expr().iter().map(|p| p.expr.clone()).collect();
+        let out = exprs.iter().map(|e| column_lineage(e, &lineage)).collect();
+        push_step(
+            job,
+            Step::Project {
+                exprs,
+                schema: projection.schema(),
+            },
+        );
+        return Ok(out);
+    }
+    if let Some(agg) = any.downcast_ref::<AggregateExec>() {
+        return add_aggregate(job, agg, &lineage);
+    }
+    match node.name() {
+        "ProgressExec"
+        | "CoalesceBatchesExec"
+        | "RepartitionExec"
+        | "CoalescePartitionsExec"
+        | "CooperativeExec" => Ok(lineage),
+        "SortExec" if node.fetch().is_none() => Ok(lineage), // order is meaningless on an endless stream
+        other => Err(StreamError::Unsupported(format!(
+            "{other} is not supported in stream mode yet"
+        ))),
+    }
+}
+
+fn push_step(job: &mut JobPlan, step: Step) {
+    match &mut job.keyed {
+        Some(k) => k.post.0.push(step),
+        None => job.pre.0.push(step),
+    }
+}
+
+fn column_lineage(expr: &Arc<dyn PhysicalExpr>, lineage: &Lineages) -> Option<Lineage> {
+    expr.downcast_ref::<Column>()
+        .and_then(|c| lineage[c.index()])
+}
+
+fn add_aggregate(job: &mut JobPlan, agg: &AggregateExec, lineage: &Lineages) -> Result<Lineages> {
+    if job.keyed.is_some() {
+        return Err(StreamError::Unsupported(
+            "more than one GROUP BY in a query (aggregating an aggregate)".into(),
+        ));
+    }
+    if !matches!(
+        agg.mode(),
+        AggregateMode::Single | AggregateMode::SinglePartitioned
+    ) {
+        return Err(StreamError::Unsupported(format!(
+            "aggregate in {:?} mode",
+            agg.mode()
+        )));
+    }
+    let group = agg.group_expr();
+    if group.has_grouping_set() {
+        return Err(StreamError::Unsupported(
+            "GROUPING SETS, CUBE and ROLLUP".into(),
+        ));
+    }
+    let group_exprs: Vec<Arc<dyn PhysicalExpr>> =
+        group.expr().iter().map(|(e, _)| e.clone()).collect();
+    let group_lineage: Lineages = group_exprs
+        .iter()
+        .map(|e| column_lineage(e, lineage))
+        .collect();
+    let trigger = trigger_of(&group_lineage);
+    let spec = AggSpec {
+        group_schema: group.group_schema(&agg.input_schema())?,
+        group_exprs,
+        aggs: agg.aggr_expr().to_vec(),
+        filters: agg.filter_expr().to_vec(),
+        output_schema: agg.schema(),
+        trigger,
+    };
+    job.keyed = Some(KeyedPlan {
+        agg: spec,
+        post: Chain::default(),
+    });
+    let mut out = group_lineage;
+    out.resize(agg.schema().fields().len(), None);
+    Ok(out)
+}
+
+fn trigger_of(group: &Lineages) -> Trigger {
+    if let Some(i) = group.iter().position(|l| *l == Some(Lineage::WindowEnd)) {
+        return Trigger::WindowEnd(i);
+    }
+    for (i, l) in group.iter().enumerate() {
+        if let Some(Lineage::WindowStart(size)) = l {
+            return Trigger::WindowStart(i, *size);
+        }
+    }
+    Trigger::EndOfInput
+}

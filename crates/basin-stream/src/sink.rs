@@ -1,0 +1,250 @@
+//! Where a job's rows go. Each task that ends a job owns a [`Sink`]; at a
+//! checkpoint barrier the sink makes what it has written durable and says
+//! what the coordinator must commit once the checkpoint is recorded:
+//! - `print`: JSON lines on stdout;
+//! - topics: produced with an idempotent producer, flushed at each
+//!   barrier (at-least-once until the broker has transactions);
+//! - lake tables: Parquet files staged per checkpoint and linked into a
+//!   new table version when the checkpoint commits; committing again after
+//!   a crash finds the files already there, so each row lands once.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use basin_sql::lake::{Lake, LakeMeta};
+use basin_sql::topic::{csv_lines, json_lines, ValueFormat};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use crate::error::{IoContext, Result, StreamError};
+use crate::source::SourceInfo;
+
+/// A task's writer into the job's target.
+pub trait Sink: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Make everything written durable; files the coordinator commits.
+    fn prepare(&mut self, checkpoint: u64) -> Result<Vec<PathBuf>>;
+}
+
+/// The target of a job, shared by its tasks and its coordinator.
+#[derive(Debug, Clone)]
+pub enum SinkTarget {
+    Print,
+    Topic(Arc<SourceInfo>),
+    Lake { lake: Lake, meta: LakeMeta },
+}
+
+impl SinkTarget {
+    pub fn describe(&self) -> String {
+        match self {
+            SinkTarget::Print => "stdout".into(),
+            SinkTarget::Topic(info) => format!("topic {}", info.topic),
+            SinkTarget::Lake { meta, .. } => format!("lake.{}", meta.name),
+        }
+    }
+
+    /// The writer of subtask `subtask`; lake files are staged in `staging`.
+    pub fn open(&self, staging: &Path, subtask: usize) -> Result<Box<dyn Sink>> {
+        Ok(match self {
+            SinkTarget::Print => Box::new(PrintSink),
+            SinkTarget::Topic(info) => Box::new(TopicSink::open(info.clone())?),
+            SinkTarget::Lake { meta, .. } => {
+                if !meta.partition_cols.is_empty() {
+                    return Err(StreamError::Unsupported(format!(
+                        "writing partitioned lake table {} from a stream",
+                        meta.name
+                    )));
+                }
+                fs::create_dir_all(staging).at(staging)?;
+                Box::new(LakeSink {
+                    schema: meta.schema_ref(),
+                    staging: staging.to_path_buf(),
+                    subtask,
+                    writer: None,
+                })
+            }
+        })
+    }
+
+    /// Publish the files of a recorded checkpoint (idempotent).
+    pub fn commit(&self, job: &str, files: &[PathBuf]) -> Result<()> {
+        let SinkTarget::Lake { lake, meta } = self else {
+            return Ok(());
+        };
+        commit_lake(lake, &meta.name, job, files)
+    }
+}
+
+struct PrintSink;
+
+impl Sink for PrintSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut writer = LineDelimitedWriter::new(&mut buf);
+        writer.write(batch)?;
+        writer.finish()?;
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        lock.write_all(&buf).at(Path::new("stdout"))?;
+        Ok(())
+    }
+
+    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
+        std::io::stdout().flush().at(Path::new("stdout"))?;
+        Ok(vec![])
+    }
+}
+
+struct TopicSink {
+    info: Arc<SourceInfo>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+impl TopicSink {
+    fn open(info: Arc<SourceInfo>) -> Result<TopicSink> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &info.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("log_level", "3")
+            .create()?;
+        Ok(TopicSink { info, producer })
+    }
+
+    fn send(&self, line: &[u8]) -> Result<()> {
+        let mut record = BaseRecord::<(), [u8]>::to(&self.info.topic).payload(line);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Sink for TopicSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let values: Vec<usize> = (0..self.info.value_schema.fields().len()).collect();
+        let batch = batch.project(&values)?;
+        let lines = match self.info.format {
+            ValueFormat::Json => json_lines(&batch)?,
+            ValueFormat::Csv => csv_lines(&batch)?,
+        };
+        for line in lines {
+            self.send(&line)?;
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
+        self.producer.flush(Duration::from_secs(60))?;
+        Ok(vec![])
+    }
+}
+
+struct LakeSink {
+    schema: SchemaRef,
+    staging: PathBuf,
+    subtask: usize,
+    writer: Option<(PathBuf, ArrowWriter<fs::File>)>,
+}
+
+impl LakeSink {
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+impl Sink for LakeSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = self.conform(batch)?;
+        if self.writer.is_none() {
+            let path = self.staging.join(format!("open-{}.parquet", self.subtask));
+            let file = fs::File::create(&path).at(&path)?;
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), None)
+                .map_err(|e| StreamError::Task(format!("parquet {}: {e}", path.display())))?;
+            self.writer = Some((path, writer));
+        }
+        let (path, writer) = self.writer.as_mut().expect("opened");
+        writer
+            .write(&batch)
+            .map_err(|e| StreamError::Task(format!("parquet {}: {e}", path.display())))
+    }
+
+    fn prepare(&mut self, checkpoint: u64) -> Result<Vec<PathBuf>> {
+        let Some((open, writer)) = self.writer.take() else {
+            return Ok(vec![]);
+        };
+        let file = writer
+            .into_inner()
+            .map_err(|e| StreamError::Task(format!("parquet {}: {e}", open.display())))?;
+        file.sync_all().at(&open)?;
+        let staged = self
+            .staging
+            .join(format!("{checkpoint:012}-{}.parquet", self.subtask));
+        fs::rename(&open, &staged).at(&staged)?;
+        fs::File::open(&self.staging)
+            .and_then(|d| d.sync_all())
+            .at(&self.staging)?;
+        Ok(vec![staged])
+    }
+}
+
+/// Link staged files into a new version of the table, unless a commit
+/// before a crash already did.
+fn commit_lake(lake: &Lake, table: &str, job: &str, files: &[PathBuf]) -> Result<()> {
+    let meta = lake
+        .meta(table)?
+        .ok_or_else(|| StreamError::Task(format!("lake table {table} no longer exists")))?;
+    let live = lake.version_dir(table, meta.version);
+    let name_of = |f: &PathBuf| {
+        format!(
+            "{job}-{}",
+            f.file_name().unwrap_or_default().to_string_lossy()
+        )
+    };
+    let pending: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.exists() && !(meta.version > 0 && live.join(name_of(f)).exists()))
+        .collect();
+    if !pending.is_empty() {
+        let (version, dir) = lake.stage(&meta, true)?;
+        for f in &pending {
+            let target = dir.join(name_of(f));
+            fs::hard_link(f, &target).at(&target)?;
+        }
+        fs::File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+        lake.commit(&LakeMeta { version, ..meta })?;
+    }
+    for f in files {
+        if f.exists() {
+            fs::remove_file(f).at(f)?;
+        }
+    }
+    Ok(())
+}

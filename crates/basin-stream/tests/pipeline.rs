@@ -1,0 +1,221 @@
+//! Pipelines against a real broker (Basin's, in-process, through the Kafka
+//! protocol): the same SQL file run in stream mode (bounded, with
+//! checkpoints) and in batch mode gives the same rows, and both equal an
+//! answer computed here from the events themselves.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use basin_broker::{Broker, BrokerConfig};
+use basin_sql::{Engine, Output};
+use basin_stream::pipeline::{Mode, Pipeline, RunOptions};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// A bid: auction, price, event time (ms since the epoch).
+#[derive(Debug, Clone, Copy)]
+struct Bid {
+    auction: i64,
+    price: i64,
+    time: i64,
+}
+
+const BASE: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+/// Bids 100 ms apart with up to 2 s of disorder (less than the watermark delay).
+fn bids(n: usize) -> Vec<Bid> {
+    let mut state = 42u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    (0..n)
+        .map(|i| Bid {
+            auction: (next() % 7) as i64,
+            price: 1 + (next() % 1000) as i64,
+            time: BASE + 60_000 + i as i64 * 100 - (next() % 2000) as i64,
+        })
+        .collect()
+}
+
+fn timestamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let t = chrono_like(secs);
+    format!("{t}.{:03}", ms.rem_euclid(1000))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of seconds since the epoch (UTC), days from 2026-01-01.
+fn chrono_like(secs: i64) -> String {
+    let base = (BASE / 1000) as i64;
+    let d = secs - base;
+    assert!(
+        (0..86_400 * 28).contains(&d),
+        "test times stay in January 2026"
+    );
+    let (day, rest) = (d / 86_400, d % 86_400);
+    format!(
+        "2026-01-{:02} {:02}:{:02}:{:02}",
+        day + 1,
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+async fn start_broker(dir: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        default_partitions: 3,
+        ..Default::default()
+    };
+    let broker = Broker::bind(config).await.unwrap();
+    let addr = broker.local_addr().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(broker.serve(async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+async fn produce(brokers: &str, topic: &str, bids: &[Bid]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for b in bids {
+        let value = format!(
+            r#"{{"auction": {}, "price": {}, "date_time": "{}"}}"#,
+            b.auction,
+            b.price,
+            timestamp(b.time)
+        );
+        let key = b.auction.to_string();
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
+        pending.push(producer.send_result(record).unwrap());
+    }
+    for delivery in pending {
+        delivery.await.unwrap().unwrap();
+    }
+}
+
+fn pipeline_sql(brokers: &str, window: &str) -> String {
+    format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND)
+         STORED AS TOPIC LOCATION 'bids' OPTIONS ('brokers' '{brokers}');
+         CREATE TABLE IF NOT EXISTS lake.per_auction (auction BIGINT, window_start TIMESTAMP, window_end TIMESTAMP, bids BIGINT, total BIGINT, highest BIGINT);
+         -- bids per auction and window
+         INSERT INTO lake.per_auction
+         SELECT auction, window_start, window_end, count(*), sum(price), max(price)
+         FROM TABLE({window})
+         WHERE price > 10
+         GROUP BY auction, window_start, window_end;"
+    )
+}
+
+fn options(dir: &Path, mode: Mode, parallelism: usize) -> RunOptions {
+    RunOptions {
+        mode,
+        data_dir: dir.to_path_buf(),
+        name: "per_auction".into(),
+        parallelism,
+        checkpoint_interval: Duration::from_millis(200),
+        bounded: true,
+        reset: false,
+    }
+}
+
+async fn run(sql: &str, options: &RunOptions) {
+    let pipeline = Pipeline::open(sql, options).await.unwrap();
+    pipeline.run(options).await.unwrap();
+}
+
+/// Rows of a query as text lines, sorted.
+async fn rows(dir: &Path, sql: &str) -> Vec<String> {
+    let engine = Engine::open(dir).await.unwrap();
+    let mut out = Vec::new();
+    for output in engine.execute(sql).await.unwrap() {
+        let Output::Rows(df) = output else { continue };
+        for batch in df.collect().await.unwrap() {
+            let options = FormatOptions::default();
+            let formatters: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
+            for r in 0..batch.num_rows() {
+                let line: Vec<String> = formatters.iter().map(|f| f.value(r).to_string()).collect();
+                out.push(line.join(","));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What the tumbling-window query must give, computed directly.
+fn expected_tumble(bids: &[Bid], size: i64) -> Vec<String> {
+    let mut groups: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
+    for b in bids.iter().filter(|b| b.price > 10) {
+        let start = b.time - b.time.rem_euclid(size);
+        let g = groups.entry((b.auction, start)).or_insert((0, 0, 0));
+        *g = (g.0 + 1, g.1 + b.price, g.2.max(b.price));
+    }
+    let mut out: Vec<String> = groups
+        .iter()
+        .map(|((a, s), (n, t, m))| {
+            let iso = |ms: i64| timestamp(ms)[..19].replace(' ', "T");
+            format!("{a},{},{},{n},{t},{m}", iso(*s), iso(s + size))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Equal row sets, reporting only the first difference.
+fn assert_same(what: &str, got: &[String], want: &[String]) {
+    let diff = got.iter().zip(want).find(|(g, w)| g != w);
+    assert!(diff.is_none(), "{what}: first difference {diff:?}");
+    assert_eq!(got.len(), want.len(), "{what}: row counts differ");
+}
+
+const QUERY: &str =
+    "SELECT auction, window_start, window_end, bids, total, highest FROM lake.per_auction";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tumbling_windows_stream_equals_batch_equals_expected() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let events = bids(3000);
+    produce(&brokers, "bids", &events).await;
+    let sql = pipeline_sql(
+        &brokers,
+        "TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)",
+    );
+    let expected = expected_tumble(&events, 10_000);
+
+    let stream_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(stream_dir.path(), Mode::Stream, 1)).await;
+    assert_same("stream", &rows(stream_dir.path(), QUERY).await, &expected);
+
+    let batch_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+    assert_same("batch", &rows(batch_dir.path(), QUERY).await, &expected);
+
+    // Two parallel subtasks (3 partitions, keys hashed over 2 keyed tasks).
+    let parallel_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(parallel_dir.path(), Mode::Stream, 2)).await;
+    assert_same(
+        "parallel",
+        &rows(parallel_dir.path(), QUERY).await,
+        &expected,
+    );
+}
