@@ -1,7 +1,8 @@
 //! `basin-gen`: realistic, deterministic synthetic data sets for Basin's
-//! course material and benchmarks. Today one data set: NYC TLC yellow-taxi
-//! trips ([`taxi`]), streamed as Arrow record batches and written as
-//! Parquet or CSV ([`write`]) or encoded as JSON lines for a topic.
+//! course material and benchmarks: NYC TLC yellow-taxi trips ([`taxi`]),
+//! streamed as Arrow record batches and written as Parquet or CSV
+//! ([`write`]) or encoded as JSON lines for a topic; and the Nexmark
+//! auction benchmark's events ([`nexmark`]) as JSON lines.
 //!
 //! ```
 //! use basin_gen::taxi::TaxiConfig;
@@ -13,6 +14,7 @@
 //! ```
 
 pub mod error;
+pub mod nexmark;
 pub mod sample;
 pub mod taxi;
 pub mod write;

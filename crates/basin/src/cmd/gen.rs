@@ -1,9 +1,11 @@
 //! `basin gen taxi`: realistic, deterministic NYC yellow-taxi trips from
 //! `basin-gen`, written to Parquet or CSV files (`--out`) or produced as
 //! JSON lines to a topic (`--topic`) at a paced rate. This module holds the
-//! flags and their parsing; `files` and `topic` do the work.
+//! flags and their parsing; `files` and `topic` do the work. `basin gen
+//! nexmark` (Nexmark auction events) lives in `nexmark`.
 
 mod files;
+mod nexmark;
 mod topic;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use clap::{ArgGroup, Subcommand};
 
 use crate::client::ClientArgs;
+pub use nexmark::NexmarkArgs;
 
 /// Rows per part file when `--out` is a folder and `--rows-per-file` is not given.
 pub const DEFAULT_ROWS_PER_FILE: u64 = 1_000_000;
@@ -32,6 +35,9 @@ pub enum GenCommand {
     /// NYC TLC yellow-taxi trips: to Parquet/CSV files (--out) or as JSON
     /// lines to a topic (--topic).
     Taxi(TaxiArgs),
+    /// Nexmark auction benchmark events (people, auctions, bids): to three
+    /// JSON lines files (--out DIR) or three topics (--topics).
+    Nexmark(NexmarkArgs),
 }
 
 /// Flags of `basin gen taxi`.
@@ -111,6 +117,7 @@ pub enum Rate {
 pub async fn run(client: &ClientArgs, command: GenCommand) -> Result<()> {
     match command {
         GenCommand::Taxi(args) => taxi(client, args).await,
+        GenCommand::Nexmark(args) => nexmark::run(client, args).await,
     }
 }
 

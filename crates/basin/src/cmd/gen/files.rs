@@ -17,7 +17,7 @@ pub fn run(args: &TaxiArgs) -> Result<()> {
     let output = args.output()?;
     tracing::info!(rows = config.rows, seed = config.seed, start = %config.start, days = config.days, "generating taxi trips");
     let started = Instant::now();
-    let progress = progress_bar(config.rows);
+    let progress = progress_bar(config.rows, "rows");
     let batches = config.batches().context("invalid generator settings")?;
     let written = write_batches(batches, taxi_schema(), &output, &mut |rows| {
         progress.set_position(rows)
@@ -53,13 +53,14 @@ fn summary_line(summary: &WriteSummary, output: &Output, elapsed: Duration) -> S
 }
 
 /// A bar on stderr when it is a terminal; hidden otherwise.
-fn progress_bar(rows: u64) -> ProgressBar {
+pub(super) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(rows);
-    let template = "{bar:40} {pos}/{len} rows [{elapsed}, {per_sec}, eta {eta}]";
-    if let Ok(style) = ProgressStyle::with_template(template) {
+    let bar = ProgressBar::new(len);
+    let template =
+        format!("{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed}}, {{per_sec}}, eta {{eta}}]");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));

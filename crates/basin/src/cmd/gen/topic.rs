@@ -18,12 +18,12 @@ use super::{human_bytes, Rate, Start, TaxiArgs};
 use crate::client::{CliContext, ClientArgs};
 use crate::partitioner::hash_partition;
 
-type KafkaProducer = ThreadedProducer<CliContext>;
+pub(super) type KafkaProducer = ThreadedProducer<CliContext>;
 
 /// How long to wait for outstanding records after the last one is sent.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest single sleep, so Ctrl-C is noticed promptly.
-const MAX_SLEEP: Duration = Duration::from_millis(50);
+pub(super) const MAX_SLEEP: Duration = Duration::from_millis(50);
 
 /// Produce until --rows, --duration or Ctrl-C.
 pub async fn run(client: ClientArgs, args: TaxiArgs, topic: String) -> Result<()> {
@@ -64,7 +64,7 @@ fn produce(client: &ClientArgs, args: &TaxiArgs, topic: &str, stop: &AtomicBool)
     Ok(())
 }
 
-fn producer_config(client: &ClientArgs) -> rdkafka::config::ClientConfig {
+pub(super) fn producer_config(client: &ClientArgs) -> rdkafka::config::ClientConfig {
     let mut config = client.config();
     config
         .set("acks", "all")
@@ -157,7 +157,7 @@ fn send(producer: &KafkaProducer, topic: &str, record: &Record, value: &[u8]) ->
     }
 }
 
-fn check_failures(producer: &KafkaProducer) -> Result<()> {
+pub(super) fn check_failures(producer: &KafkaProducer) -> Result<()> {
     match producer.context().delivery.first_error() {
         Some(e) => bail!("delivery failed: {e}"),
         None => Ok(()),
@@ -165,7 +165,7 @@ fn check_failures(producer: &KafkaProducer) -> Result<()> {
 }
 
 /// Wait until every record is acknowledged (or failed) and check the outcome.
-fn flush(producer: &KafkaProducer) -> Result<()> {
+pub(super) fn flush(producer: &KafkaProducer) -> Result<()> {
     crate::cmd::produce::flush_within(producer, DELIVERY_TIMEOUT)
 }
 
