@@ -418,5 +418,8 @@ fn split_watermark(state: &RecordBatch) -> Result<(RecordBatch, i64)> {
             .clone()
             .with_metadata(Default::default()),
     );
-    Ok((state.clone().with_schema(schema)?, watermark))
+    Ok((
+        RecordBatch::try_new(schema, state.columns().to_vec())?,
+        watermark,
+    ))
 }

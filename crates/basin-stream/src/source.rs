@@ -24,9 +24,10 @@ use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Result, StreamError};
@@ -102,7 +103,23 @@ impl SourceInfo {
     }
 }
 
-fn consumer(brokers: &str) -> Result<BaseConsumer> {
+/// Logs client errors as warnings, but not end-of-partition, which the
+/// reader handles (librdkafka reports it as a global error too).
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "kafka client");
+        }
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+type QuietConsumer = BaseConsumer<QuietContext>;
+
+fn consumer(brokers: &str) -> Result<QuietConsumer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("basin-pipeline-{}", std::process::id()))
@@ -110,7 +127,7 @@ fn consumer(brokers: &str) -> Result<BaseConsumer> {
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "50")
         .set("log_level", "3")
-        .create()?)
+        .create_with_context(QuietContext)?)
 }
 
 /// A topic table in a stream plan.
@@ -157,7 +174,7 @@ struct PartitionState {
 
 /// Reads some partitions of one topic.
 pub struct TopicReader {
-    consumer: BaseConsumer,
+    consumer: QuietConsumer,
     state: ReaderState,
 }
 

@@ -55,6 +55,7 @@ impl Command {
     pub fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Up(_) => "info",
+            Command::Pipeline(_) => "info,librdkafka=off",
             _ => "warn,librdkafka=off",
         }
     }

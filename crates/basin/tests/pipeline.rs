@@ -1,0 +1,184 @@
+//! `basin pipeline run` end to end: a windowed aggregation from a topic
+//! into a lake table, killed with SIGKILL at random moments several times
+//! and restarted; the table ends up holding exactly the rows an
+//! uninterrupted run gives (computed here from the events), each once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{run_basin, wait_for_exit, TestBroker};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// (auction, price, event time in ms after BASE): 50 ms apart, up to 1.5 s out of order.
+fn events(n: usize) -> Vec<(i64, i64, i64)> {
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    (0..n)
+        .map(|i| {
+            (
+                (next() % 13) as i64,
+                1 + (next() % 500) as i64,
+                60_000 + i as i64 * 20 - (next() % 1500) as i64,
+            )
+        })
+        .collect()
+}
+
+fn clock(ms: i64) -> String {
+    let s = ms / 1000;
+    format!(
+        "2026-01-01 {:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+fn expected(events: &[(i64, i64, i64)]) -> Vec<String> {
+    let mut groups: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for &(auction, price, t) in events {
+        let g = groups.entry((auction, t - t % 5000)).or_default();
+        *g = (g.0 + 1, g.1 + price);
+    }
+    groups
+        .iter()
+        .map(|((a, s), (n, total))| {
+            format!("{a},{},{n},{total}", clock(*s)[..19].replace(' ', "T"))
+        })
+        .collect()
+}
+
+fn pipeline(dir: &Path) -> std::path::PathBuf {
+    let sql = "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                 WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
+               STORED AS TOPIC LOCATION 'bids';
+               CREATE TABLE IF NOT EXISTS lake.bid_counts (auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT);
+               INSERT INTO lake.bid_counts
+               SELECT auction, window_start, count(*), sum(price)
+               FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '5' SECOND))
+               GROUP BY auction, window_start, window_end;";
+    let path = dir.join("bid_counts.sql");
+    std::fs::write(&path, sql).unwrap();
+    path
+}
+
+fn seed() -> u64 {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill schedule seed: {seed}");
+    seed
+}
+
+#[test]
+fn killed_and_restarted_job_writes_each_row_once() {
+    let broker = TestBroker::start();
+    let brokers = broker.bootstrap();
+    let created = run_basin(
+        &brokers,
+        &["topic", "create", "bids", "--partitions", "3"],
+        None,
+        LIMIT,
+    );
+    assert!(created.success);
+    let events = events(200_000);
+    let lines: String = events
+        .iter()
+        .map(|(a, p, t)| {
+            format!(
+                "{{\"auction\":{a},\"price\":{p},\"date_time\":\"{}\"}}\n",
+                clock(*t)
+            )
+        })
+        .collect();
+    let produced = run_basin(
+        &brokers,
+        &["produce", "bids", "--key-field", "auction"],
+        Some(lines),
+        LIMIT,
+    );
+    assert!(produced.success);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path());
+    let data = dir.path().join("data");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "pipeline",
+            "run",
+            file.to_str().unwrap(),
+            "--bounded",
+            "--checkpoint-interval",
+            "100ms",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let mut rng = seed();
+    let mut kills = 0;
+    for _ in 0..4 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(200 + (rng >> 33) % 800);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
+            .args(args(&[]))
+            .env("BASIN_BROKERS", &brokers)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        wait_for_exit(&mut child, LIMIT, &["pipeline", "run"]);
+    }
+    assert!(
+        kills > 0,
+        "no run was still going when killed; make the input larger"
+    );
+    let args = args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let last = run_basin(&brokers, &args, None, LIMIT);
+    assert!(last.success, "{}", last.stderr);
+
+    let query = "SELECT auction, window_start, bids, total FROM lake.bid_counts ORDER BY auction, window_start";
+    let out = run_basin(
+        &brokers,
+        &[
+            "sql",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--format",
+            "csv",
+            query,
+        ],
+        None,
+        LIMIT,
+    );
+    assert!(out.success, "{}", out.stderr);
+    let got: Vec<String> = out.stdout.lines().skip(1).map(str::to_string).collect();
+    let want = expected(&events);
+    let diff = got.iter().zip(&want).find(|(g, w)| g != w);
+    assert!(diff.is_none(), "first difference (got, want): {diff:?}");
+    assert_eq!(got.len(), want.len());
+}
