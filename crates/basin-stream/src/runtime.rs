@@ -101,11 +101,11 @@ pub fn run_job(
     }
     let partitions = plan.scan.source.partitions()?;
     let sources = config.parallelism.clamp(1, partitions.len());
-    let keyed = plan
-        .keyed
-        .is_some()
-        .then_some(config.parallelism.max(1))
-        .unwrap_or(0);
+    let keyed = if plan.keyed.is_some() {
+        config.parallelism.max(1)
+    } else {
+        0
+    };
     let (report_tx, report_rx) = unbounded();
     let mut handles = Vec::new();
     let mut keyed_inputs: Vec<Vec<Sender<Msg>>> = vec![Vec::new(); sources];

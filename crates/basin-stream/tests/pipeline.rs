@@ -50,7 +50,7 @@ fn timestamp(ms: i64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` of seconds since the epoch (UTC), days from 2026-01-01.
 fn chrono_like(secs: i64) -> String {
-    let base = (BASE / 1000) as i64;
+    let base = BASE / 1000;
     let d = secs - base;
     assert!(
         (0..86_400 * 28).contains(&d),
