@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod script;
 pub mod sink;
 pub mod source;
+pub mod udf;
 pub mod window;
 
 pub use error::{Result, StreamError};

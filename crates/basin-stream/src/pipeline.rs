@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub bounded: bool,
     /// Stream mode: forget earlier checkpoints and start from the beginning.
     pub reset: bool,
+    /// Count the rows of bare queries instead of printing them.
+    pub discard: bool,
 }
 
 /// What a run did.
@@ -76,6 +78,7 @@ impl Pipeline {
     pub async fn open(text: &str, options: &RunOptions) -> Result<Pipeline> {
         let script = Script::parse(text)?;
         let engine = Engine::open(&options.data_dir).await?;
+        crate::udf::register(engine.context());
         if options.mode == Mode::Stream {
             engine
                 .context()
@@ -121,7 +124,7 @@ impl Pipeline {
                         .map_err(located)?;
                 }
                 StatementKind::Insert | StatementKind::Query if self.mode == Mode::Batch => {
-                    self.run_batch(st).await.map_err(located)?
+                    self.run_batch(st, options.discard).await.map_err(located)?
                 }
                 StatementKind::Insert | StatementKind::Query => {
                     jobs.push(self.plan_job(st, n, options).await.map_err(located)?)
@@ -196,9 +199,9 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn run_batch(&self, st: &Statement) -> Result<()> {
+    async fn run_batch(&self, st: &Statement, discard: bool) -> Result<()> {
         let df = self.ctx().sql(&st.sql).await?;
-        if st.kind == StatementKind::Insert {
+        if st.kind == StatementKind::Insert || discard {
             df.collect().await?;
             return Ok(());
         }
@@ -232,6 +235,7 @@ impl Pipeline {
                     sink_target(dml.table_name.to_string(), provider.as_ref())?,
                 )
             }
+            other if options.discard => (other, SinkTarget::Discard),
             other => (other, SinkTarget::Print),
         };
         let physical = state.create_physical_plan(&query).await?;

@@ -38,14 +38,20 @@ pub trait Sink: Send {
 #[derive(Debug, Clone)]
 pub enum SinkTarget {
     Print,
+    /// Count rows, keep nothing (benchmarks).
+    Discard,
     Topic(Arc<SourceInfo>),
-    Lake { lake: Lake, meta: LakeMeta },
+    Lake {
+        lake: Lake,
+        meta: LakeMeta,
+    },
 }
 
 impl SinkTarget {
     pub fn describe(&self) -> String {
         match self {
             SinkTarget::Print => "stdout".into(),
+            SinkTarget::Discard => "discard".into(),
             SinkTarget::Topic(info) => format!("topic {}", info.topic),
             SinkTarget::Lake { meta, .. } => format!("lake.{}", meta.name),
         }
@@ -55,6 +61,7 @@ impl SinkTarget {
     pub fn open(&self, staging: &Path, subtask: usize) -> Result<Box<dyn Sink>> {
         Ok(match self {
             SinkTarget::Print => Box::new(PrintSink),
+            SinkTarget::Discard => Box::new(DiscardSink),
             SinkTarget::Topic(info) => Box::new(TopicSink::open(info.clone())?),
             SinkTarget::Lake { meta, .. } => {
                 if !meta.partition_cols.is_empty() {
@@ -84,6 +91,18 @@ impl SinkTarget {
 }
 
 struct PrintSink;
+
+struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
+        Ok(())
+    }
+
+    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
+        Ok(vec![])
+    }
+}
 
 impl Sink for PrintSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {

@@ -130,6 +130,7 @@ fn options(dir: &Path, mode: Mode, parallelism: usize) -> RunOptions {
         checkpoint_interval: Duration::from_millis(200),
         bounded: true,
         reset: false,
+        discard: false,
     }
 }
 

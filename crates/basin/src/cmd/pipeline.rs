@@ -31,8 +31,10 @@ pub enum ModeArg {
 /// Flags of `basin pipeline run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The pipeline: SQL statements (sources, sinks, INSERT INTO ... SELECT).
-    pub file: PathBuf,
+    /// The pipeline: SQL statements (sources, sinks, INSERT INTO ... SELECT);
+    /// several files run as one, in order (e.g. shared source definitions first).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
     /// stream: process events as they arrive, with watermarks and
     /// checkpoints; batch: run once over what the sources hold now.
     #[arg(long, value_enum, default_value = "stream")]
@@ -51,7 +53,10 @@ pub struct RunArgs {
     /// Stream mode: drop earlier checkpoints and start from the beginning.
     #[arg(long)]
     pub reset: bool,
-    /// Name of the pipeline's checkpoint folder [default: the file's stem].
+    /// Count the rows of bare SELECTs instead of printing them (benchmarks).
+    #[arg(long)]
+    pub discard: bool,
+    /// Name of the pipeline's checkpoint folder [default: the last file's stem].
     #[arg(long)]
     pub name: Option<String>,
     /// Folder holding the catalog, the lake and pipeline checkpoints.
@@ -66,18 +71,15 @@ pub async fn run(client: &ClientArgs, command: PipelineCommand) -> Result<()> {
 }
 
 async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = read_files(&args.files)?;
+    let file = args.files.last().expect("clap requires a file");
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     // Topic tables without a 'brokers' option use --brokers.
     std::env::set_var("BASIN_BROKERS", &client.brokers);
     let name = args.name.clone().unwrap_or_else(|| {
-        args.file
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned()
+        let stem = file.file_stem().unwrap_or_default();
+        stem.to_string_lossy().into_owned()
     });
     let options = RunOptions {
         mode: match args.mode {
@@ -90,19 +92,28 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
         checkpoint_interval: args.checkpoint_interval,
         bounded: args.bounded,
         reset: args.reset,
+        discard: args.discard,
     };
     let started = Instant::now();
-    let pipeline = Pipeline::open(&text, &options)
-        .await
-        .with_context(|| format!("in {}", args.file.display()))?;
-    let summary = pipeline
-        .run(&options)
-        .await
-        .with_context(|| format!("in {}", args.file.display()))?;
+    let at = || format!("in {}", file.display());
+    let pipeline = Pipeline::open(&text, &options).await.with_context(at)?;
+    let summary = pipeline.run(&options).await.with_context(at)?;
     for job in &summary.jobs {
         eprintln!("{}", describe(job, started.elapsed()));
     }
     Ok(())
+}
+
+/// The files' statements, in order, as one script.
+fn read_files(files: &[PathBuf]) -> Result<String> {
+    let mut text = String::new();
+    for file in files {
+        let part = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        text.push_str(&part);
+        text.push_str("\n;\n");
+    }
+    Ok(text)
 }
 
 fn describe(job: &JobSummary, elapsed: Duration) -> String {
