@@ -360,10 +360,13 @@ impl ReaderState {
             return Some(i64::MAX);
         }
         let delay = self.info.watermark.as_ref()?.delay_ms;
+        // Idle (caught up, quiet for a while) and finished (bounded, at
+        // their end) partitions do not hold the watermark back.
         let active: Vec<&PartitionState> = self
             .partitions
             .values()
             .filter(|s| !(s.caught_up && s.last_record.elapsed() >= IDLE_AFTER))
+            .filter(|s| !s.end.is_some_and(|e| s.next >= e))
             .collect();
         if active.is_empty() {
             // all idle: the largest time seen anywhere

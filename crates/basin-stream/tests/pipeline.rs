@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use basin_broker::{Broker, BrokerConfig};
 use basin_sql::{Engine, Output};
-use basin_stream::pipeline::{Mode, Pipeline, RunOptions};
+use std::sync::atomic::Ordering;
+
+use basin_stream::pipeline::{Mode, Pipeline, RunOptions, RunSummary};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -107,10 +109,14 @@ async fn produce(brokers: &str, topic: &str, bids: &[Bid]) {
 }
 
 fn pipeline_sql(brokers: &str, window: &str) -> String {
+    pipeline_on("bids", brokers, window)
+}
+
+fn pipeline_on(topic: &str, brokers: &str, window: &str) -> String {
     format!(
         "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
            WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND)
-         STORED AS TOPIC LOCATION 'bids' OPTIONS ('brokers' '{brokers}');
+         STORED AS TOPIC LOCATION '{topic}' OPTIONS ('brokers' '{brokers}');
          CREATE TABLE IF NOT EXISTS lake.per_auction (auction BIGINT, window_start TIMESTAMP, window_end TIMESTAMP, bids BIGINT, total BIGINT, highest BIGINT);
          -- bids per auction and window
          INSERT INTO lake.per_auction
@@ -134,9 +140,9 @@ fn options(dir: &Path, mode: Mode, parallelism: usize) -> RunOptions {
     }
 }
 
-async fn run(sql: &str, options: &RunOptions) {
+async fn run(sql: &str, options: &RunOptions) -> RunSummary {
     let pipeline = Pipeline::open(sql, options).await.unwrap();
-    pipeline.run(options).await.unwrap();
+    pipeline.run(options).await.unwrap()
 }
 
 /// Rows of a query as text lines, sorted.
@@ -164,11 +170,20 @@ async fn rows(dir: &Path, sql: &str) -> Vec<String> {
 
 /// What the tumbling-window query must give, computed directly.
 fn expected_tumble(bids: &[Bid], size: i64) -> Vec<String> {
+    expected_hop(bids, size, size)
+}
+
+/// What the hopping-window query must give, computed directly.
+fn expected_hop(bids: &[Bid], slide: i64, size: i64) -> Vec<String> {
     let mut groups: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
     for b in bids.iter().filter(|b| b.price > 10) {
-        let start = b.time - b.time.rem_euclid(size);
-        let g = groups.entry((b.auction, start)).or_insert((0, 0, 0));
-        *g = (g.0 + 1, g.1 + b.price, g.2.max(b.price));
+        let last = b.time - b.time.rem_euclid(slide);
+        let mut start = last - size + slide;
+        while start <= last {
+            let g = groups.entry((b.auction, start)).or_insert((0, 0, 0));
+            *g = (g.0 + 1, g.1 + b.price, g.2.max(b.price));
+            start += slide;
+        }
     }
     let mut out: Vec<String> = groups
         .iter()
@@ -219,4 +234,55 @@ async fn tumbling_windows_stream_equals_batch_equals_expected() {
         &rows(parallel_dir.path(), QUERY).await,
         &expected,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hopping_windows_stream_equals_batch_equals_expected() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let events = bids(2000);
+    produce(&brokers, "hops", &events).await;
+    let window = "HOP(TABLE bids, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '6' SECOND)";
+    let sql = pipeline_on("hops", &brokers, window);
+    let expected = expected_hop(&events, 2_000, 6_000);
+    let stream_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(stream_dir.path(), Mode::Stream, 2)).await;
+    assert_same("stream", &rows(stream_dir.path(), QUERY).await, &expected);
+    let batch_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+    assert_same("batch", &rows(batch_dir.path(), QUERY).await, &expected);
+}
+
+/// Rows far behind the watermark are dropped and counted in stream mode;
+/// batch mode, which sees all the data at once, keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_rows_are_dropped_and_counted() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    // One key: every row in one partition, so the order is the topic's.
+    let mut on_time = bids(10_000);
+    on_time.iter_mut().for_each(|b| b.auction = 1);
+    let late: Vec<Bid> = (0..25)
+        .map(|i| Bid {
+            auction: 1,
+            price: 500 + i,
+            time: on_time[0].time + i * 10,
+        })
+        .collect();
+    let all: Vec<Bid> = on_time.iter().chain(&late).copied().collect();
+    produce(&brokers, "late", &all).await;
+    let window = "TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)";
+    let sql = pipeline_on("late", &brokers, window);
+
+    let stream_dir = tempfile::tempdir().unwrap();
+    let summary = run(&sql, &options(stream_dir.path(), Mode::Stream, 1)).await;
+    let stats = &summary.jobs[0].stats;
+    assert_eq!(stats.late_rows.load(Ordering::Relaxed), late.len() as u64);
+    let expected = expected_tumble(&on_time, 10_000);
+    assert_same("stream", &rows(stream_dir.path(), QUERY).await, &expected);
+
+    let batch_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+    let expected = expected_tumble(&all, 10_000);
+    assert_same("batch", &rows(batch_dir.path(), QUERY).await, &expected);
 }
