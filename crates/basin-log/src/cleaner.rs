@@ -3,6 +3,9 @@
 //! does), so a changelog topic such as `__consumer_offsets` stays as small as
 //! its live key set. The active segment is never rewritten; offsets of kept
 //! records never change (a compacted log has gaps in its offsets).
+//! Transactional batches and their control markers are kept whole and do not
+//! supersede other records, so compaction never changes what a
+//! `read_committed` reader sees of a transaction.
 
 use std::collections::HashMap;
 use std::fs;
@@ -53,7 +56,7 @@ pub(crate) fn latest_offsets<'a>(
     let mut latest = HashMap::new();
     for seg in segments {
         for (_, records, _) in decoded_batches(seg)? {
-            for r in records.iter().filter(|r| !r.control) {
+            for r in records.iter().filter(|r| !r.control && !r.transactional) {
                 if let Some(key) = &r.key {
                     latest.insert(key.clone(), r.offset);
                 }
@@ -80,6 +83,10 @@ pub(crate) fn clean_segment(
     let mut out = Vec::with_capacity(seg.size as usize);
     let mut removed = 0u64;
     for (bytes, records, compression) in decoded_batches(seg)? {
+        if records.iter().any(|r| r.transactional || r.control) {
+            out.extend_from_slice(&bytes);
+            continue;
+        }
         let kept: Vec<&Record> = records.iter().filter(|r| keep(r, latest)).collect();
         removed += (records.len() - kept.len()) as u64;
         if kept.len() == records.len() {

@@ -29,6 +29,8 @@ pub enum LogError {
         expected: i32,
         got: i32,
     },
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     #[error("topic {0} already exists")]
     TopicExists(String),
     #[error("unknown topic {0}")]

@@ -1,27 +1,30 @@
 //! A partition log: an ordered run of segments with the offsets, leader
-//! epochs, idempotent-producer state and high watermark that a Kafka
-//! partition replica keeps.
+//! epochs, idempotent-producer state, open transactions and high watermark
+//! that a Kafka partition replica keeps.
 //!
-//! Invariants: offsets are dense and increasing across segments; the high
-//! watermark never exceeds the log end offset; a batch is written to the
+//! Invariants: offsets are dense and increasing across segments; the last
+//! stable offset (the first offset of the oldest open transaction, or the
+//! high watermark) never exceeds the high watermark, which never exceeds the
+//! log end offset; a batch is written to the
 //! operating system before `append` returns, and fsynced first when the flush
 //! policy is `EveryBatch`.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::batch::{self, BatchHeader};
 use crate::cleaner::{self, CompactionStats};
 use crate::config::{CleanupPolicy, FlushPolicy, LogConfig};
 use crate::epoch::EpochCache;
 use crate::error::{IoContext, LogError, Result};
-use crate::producer::{ProducerState, RequestCheck};
+use crate::producer::{OngoingTxn, ProducerState, RequestCheck};
 use crate::segment::{Scan, Segment, Truncation};
+use crate::txn::{self, AbortedTxn, ControlType};
 
 const CLEAN_MARKER: &str = ".clean-shutdown";
 const RECOVERY_POINT: &str = "recovery-point";
@@ -48,6 +51,9 @@ pub enum ReadLimit {
     HighWatermark,
     /// Followers: everything the leader has.
     LogEnd,
+    /// `read_committed` consumers: below the last stable offset, with the
+    /// aborted transactions of the range returned.
+    LastStable,
 }
 
 /// Bytes of whole batches returned by a read, with the partition's offsets.
@@ -55,8 +61,12 @@ pub enum ReadLimit {
 pub struct ReadResult {
     pub records: Vec<u8>,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// For `ReadLimit::LastStable`: aborted transactions overlapping the
+    /// returned batches, by first offset.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 struct Inner {
@@ -115,6 +125,69 @@ impl Inner {
             .next_back()
             .expect("a log always has a segment")
     }
+
+    /// The first offset of the oldest open transaction, capped by the high
+    /// watermark.
+    fn last_stable(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark))
+    }
+
+    /// Aborted transactions overlapping `[from, upper)`, by first offset.
+    /// A marker may sit in any later segment, so all of them are searched.
+    fn aborted_between(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(self.log_start, |(b, _)| *b);
+        let mut out: Vec<AbortedTxn> = self
+            .segments
+            .range(first..)
+            .flat_map(|(_, s)| s.aborted.iter())
+            .filter(|e| e.overlaps(from, upper))
+            .copied()
+            .collect();
+        out.sort_by_key(|e| (e.first_offset, e.producer_id));
+        out
+    }
+}
+
+/// Record the marker `h` in `state`; the index entry when it aborted a
+/// transaction that has batches in this partition.
+fn apply_marker(
+    state: &mut ProducerState,
+    h: &BatchHeader,
+    marker: ControlType,
+) -> Option<AbortedTxn> {
+    let first = state.end_txn(h)?;
+    (marker == ControlType::Abort).then(|| AbortedTxn {
+        producer_id: h.producer_id,
+        first_offset: first,
+        last_offset: h.base_offset,
+        last_stable_offset: state
+            .first_unstable_offset()
+            .unwrap_or(h.next_offset())
+            .min(h.next_offset()),
+    })
+}
+
+/// The marker type of the control batch at `pos`; an unreadable one counts
+/// as an abort, so that records of unknown fate are never shown as committed.
+fn marker_at(seg: &Segment, pos: u64, h: &BatchHeader) -> Result<ControlType> {
+    let raw = seg.batch_bytes(pos, h)?;
+    Ok(txn::control_type(&raw, pos as usize).unwrap_or_else(|e| {
+        error!(file = %seg.path.display(), offset = h.base_offset, error = %e,
+               "unreadable transaction marker; treating it as an abort");
+        ControlType::Abort
+    }))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl PartitionLog {
@@ -154,7 +227,9 @@ impl PartitionLog {
             .unwrap_or(0)
             .clamp(inner.log_start, leo);
         inner.epochs.truncate_from_end(leo)?;
-        inner.producers = Self::rebuild_producers(dir, &inner)?;
+        // A missing or torn `.txnindex` is rebuilt by walking the whole log.
+        let indexes_intact = inner.segments.values().all(|s| s.txn_index_loaded);
+        Self::rebuild_state(dir, &mut inner, indexes_intact)?;
         if !clean && existed {
             info!(dir = %dir.display(), log_end_offset = leo, "recovered partition log after unclean shutdown");
         }
@@ -198,19 +273,37 @@ impl PartitionLog {
         Ok((segments, cuts))
     }
 
-    fn rebuild_producers(dir: &Path, inner: &Inner) -> Result<ProducerState> {
+    /// Rebuild the producer and transaction state, and the aborted index
+    /// of every segment past the snapshot (past the log start without one),
+    /// by walking the batch headers and reading the control batches.
+    fn rebuild_state(dir: &Path, inner: &mut Inner, use_snapshot: bool) -> Result<()> {
         let leo = inner.log_end();
         let mut state = ProducerState::load_snapshot(dir)
-            .filter(|s| s.next_offset <= leo && s.next_offset >= inner.log_start)
+            .filter(|s| use_snapshot && s.next_offset <= leo && s.next_offset >= inner.log_start)
             .unwrap_or_default();
         let from = state.next_offset.max(inner.log_start);
-        for seg in inner.segments.values().filter(|s| s.next_offset > from) {
-            for header in seg.headers_from(from)? {
-                state.update(&header);
+        let walked: Vec<i64> = inner
+            .segments
+            .values()
+            .filter(|s| s.next_offset > from)
+            .map(|s| s.base_offset)
+            .collect();
+        for base in walked {
+            let seg = &inner.segments[&base];
+            let mut aborted = Vec::new();
+            for (pos, h) in seg.headers_from(from)? {
+                if !h.is_control() {
+                    state.update(&h);
+                } else if let Some(entry) = apply_marker(&mut state, &h, marker_at(seg, pos, &h)?) {
+                    aborted.push(entry);
+                }
             }
+            let seg = inner.segments.get_mut(&base).expect("listed");
+            seg.replace_aborted_from(from, aborted)?;
         }
         ProducerState::remove_snapshot(dir);
-        Ok(state)
+        inner.producers = state;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -266,6 +359,44 @@ impl PartitionLog {
         })
     }
 
+    /// Append the control batch that ends `producer_id`'s transaction
+    /// (COMMIT or ABORT), written by the transaction coordinator. An abort
+    /// of a transaction with batches here goes into the aborted index.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: ControlType,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let mut inner = self.inner.lock();
+        inner.producers.check_marker(producer_id, producer_epoch)?;
+        let mut records = txn::control_batch(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            now_ms(),
+        );
+        let base = inner.log_end();
+        batch::stamp(&mut records, base, leader_epoch);
+        let h = batch::validate(&records, 0)?;
+        inner.epochs.assign(leader_epoch, base)?;
+        self.maybe_roll(&mut inner, records.len(), h.next_offset())?;
+        inner.active().append(&records, &[(0, h)])?;
+        if let Some(entry) = apply_marker(&mut inner.producers, &h, marker) {
+            inner.active().add_aborted(entry)?;
+        }
+        self.after_write(&mut inner)?;
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: base,
+            duplicate: false,
+            log_end_offset: h.next_offset(),
+        })
+    }
+
     fn validate_all(records: &[u8], max: usize) -> Result<Vec<(usize, BatchHeader)>> {
         let mut out = Vec::new();
         let mut pos = 0;
@@ -285,6 +416,11 @@ impl PartitionLog {
                 });
             }
             let header = batch::validate(&records[pos..end], pos)?;
+            if header.is_control() {
+                return Err(LogError::InvalidRecord(
+                    "control batches are written only by the transaction coordinator".into(),
+                ));
+            }
             // Kafka's rule for a produced v2 batch, whatever its codec: one
             // record per offset (only compaction leaves gaps).
             if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
@@ -396,15 +532,19 @@ impl PartitionLog {
     pub fn read(&self, offset: i64, max_bytes: usize, limit: ReadLimit) -> Result<ReadResult> {
         let inner = self.inner.lock();
         let leo = inner.log_end();
+        let lso = inner.last_stable();
         let end = match limit {
             ReadLimit::HighWatermark => inner.high_watermark,
             ReadLimit::LogEnd => leo,
+            ReadLimit::LastStable => lso,
         };
         let mut result = ReadResult {
             records: Vec::new(),
             high_watermark: inner.high_watermark,
+            last_stable_offset: lso,
             log_start_offset: inner.log_start,
             log_end_offset: leo,
+            aborted: Vec::new(),
         };
         if offset < inner.log_start || offset > leo {
             return Err(LogError::OffsetOutOfRange {
@@ -424,7 +564,22 @@ impl PartitionLog {
                 break;
             }
         }
+        if limit == ReadLimit::LastStable {
+            if let Some((_, last)) = batch::headers(&result.records).last() {
+                result.aborted = inner.aborted_between(offset, last.next_offset());
+            }
+        }
         Ok(result)
+    }
+
+    /// The last stable offset: `read_committed` consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.inner.lock().last_stable()
+    }
+
+    /// Transactions with batches here that no marker has ended yet.
+    pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
+        self.inner.lock().producers.ongoing()
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -512,10 +667,7 @@ impl PartitionLog {
         let end = inner.log_end();
         inner.epochs.truncate_from_end(end)?;
         inner.high_watermark = inner.high_watermark.min(end);
-        inner.producers = ProducerState::default();
-        let rebuilt = Self::rebuild_producers(&self.dir, &inner)?;
-        inner.producers = rebuilt;
-        Ok(())
+        Self::rebuild_state(&self.dir, &mut inner, false)
     }
 
     /// Delete old segments past `retention.bytes` or `retention.ms`; never

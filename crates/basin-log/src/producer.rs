@@ -2,10 +2,13 @@
 //! the sequence ranges of its last five batches, so that a retried batch is
 //! acknowledged with its first offset instead of being written twice.
 //!
+//! It also tracks the partition's open transactions (producer id → offset of
+//! the transaction's first batch), which bound the last stable offset.
+//!
 //! The state is rebuilt from batch headers on open, starting from a snapshot
 //! written on clean close, so de-duplication survives a restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::Path;
 
@@ -49,9 +52,21 @@ pub enum RequestCheck {
     Duplicate { base_offset: i64, last_offset: i64 },
 }
 
+/// A transaction still open in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OngoingTxn {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: i64,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id → offset of their first batch.
+    #[serde(default)]
+    ongoing_txns: BTreeMap<i64, i64>,
     /// Offset after the last batch reflected in this state.
     pub next_offset: i64,
 }
@@ -159,9 +174,15 @@ impl ProducerState {
         })
     }
 
-    /// Record a batch that is now in the log.
+    /// Record a batch that is now in the log (control batches go through
+    /// `end_txn`).
     pub fn update(&mut self, h: &BatchHeader) {
         self.next_offset = self.next_offset.max(h.next_offset());
+        if h.is_transactional() && !h.is_control() && h.has_producer_id() {
+            self.ongoing_txns
+                .entry(h.producer_id)
+                .or_insert(h.base_offset);
+        }
         if !h.has_producer_id() || h.base_sequence < 0 {
             return;
         }
@@ -178,6 +199,49 @@ impl ProducerState {
         while entry.recent.len() > RECENT_BATCHES {
             entry.recent.pop_front();
         }
+    }
+
+    /// Refuse a marker from an epoch older than the producer's.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<()> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(LogError::ProducerFenced {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Record the control batch `h` that ends its producer's transaction;
+    /// returns the offset of the transaction's first batch, if it had any
+    /// here. A marker's epoch becomes the producer's epoch, fencing older
+    /// ones (the coordinator bumps it when it aborts a zombie's transaction).
+    pub fn end_txn(&mut self, h: &BatchHeader) -> Option<i64> {
+        self.next_offset = self.next_offset.max(h.next_offset());
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.recent.clear();
+        }
+        self.ongoing_txns.remove(&h.producer_id)
+    }
+
+    /// Offset of the first batch of the oldest open transaction.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing_txns.values().min().copied()
+    }
+
+    /// The open transactions with their producers' epochs.
+    pub fn ongoing(&self) -> Vec<OngoingTxn> {
+        self.ongoing_txns
+            .iter()
+            .map(|(&producer_id, &first_offset)| OngoingTxn {
+                producer_id,
+                producer_epoch: self.producers.get(&producer_id).map_or(0, |e| e.epoch),
+                first_offset,
+            })
+            .collect()
     }
 
     /// Load the snapshot in `dir`, if one exists and is readable.

@@ -1,5 +1,6 @@
 //! One segment of a partition log: a `.log` file of record batches written
-//! back to back, named by its base offset, with its sparse indexes.
+//! back to back, named by its base offset, with its sparse indexes and its
+//! aborted-transaction index (`.txnindex`, see `txn.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -13,6 +14,7 @@ use tracing::warn;
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::{IoContext, LogError, Result};
 use crate::index::SegmentIndex;
+use crate::txn::{self, AbortedTxn};
 
 /// How much of a segment to check when it is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,10 @@ pub(crate) struct Segment {
     index: SegmentIndex,
     bytes_since_index: u64,
     index_interval: u64,
+    /// Transactions aborted by a marker in this segment, in offset order.
+    pub aborted: Vec<AbortedTxn>,
+    /// Whether `aborted` came from an intact `.txnindex` file.
+    pub txn_index_loaded: bool,
 }
 
 /// File name stem of a segment: its base offset, zero-padded.
@@ -53,6 +59,10 @@ pub(crate) fn file_stem(base_offset: i64) -> String {
 }
 
 impl Segment {
+    fn txn_index_path(&self) -> PathBuf {
+        self.path.with_extension("txnindex")
+    }
+
     fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
         let stem = file_stem(base);
         (
@@ -76,7 +86,7 @@ impl Segment {
         let (path, _, _) = Self::paths(dir, base);
         let file = Self::open_file(&path)?;
         file.set_len(0).at(&path)?;
-        Ok(Segment {
+        let seg = Segment {
             base_offset: base,
             next_offset: base,
             size: 0,
@@ -86,7 +96,11 @@ impl Segment {
             index: SegmentIndex::default(),
             bytes_since_index: 0,
             index_interval,
-        })
+            aborted: Vec::new(),
+            txn_index_loaded: true,
+        };
+        txn::write_index(&seg.txn_index_path(), &[])?;
+        Ok(seg)
     }
 
     /// Open an existing segment, recovering its tail when `scan` says so.
@@ -118,6 +132,7 @@ impl Segment {
                 match failure {
                     None => {
                         seg.size = end;
+                        seg.load_txn_index();
                         return Ok((seg, None));
                     }
                     Some(reason) => {
@@ -133,7 +148,31 @@ impl Segment {
             }
         }
         let cut = seg.scan_from(0, scan)?;
+        seg.load_txn_index();
         Ok((seg, cut))
+    }
+
+    /// Load the `.txnindex` file, keeping only markers inside the segment.
+    fn load_txn_index(&mut self) {
+        let loaded = txn::load_index(&self.txn_index_path());
+        self.txn_index_loaded = loaded.is_some();
+        self.aborted = loaded.unwrap_or_default();
+        let end = self.next_offset;
+        self.aborted.retain(|e| e.last_offset < end);
+    }
+
+    /// Record a transaction aborted by a marker just appended here.
+    pub fn add_aborted(&mut self, entry: AbortedTxn) -> Result<()> {
+        self.aborted.push(entry);
+        txn::append_index(&self.txn_index_path(), &entry)
+    }
+
+    /// Replace the entries of markers at or after `from` (recovery rebuilt them).
+    pub fn replace_aborted_from(&mut self, from: i64, rebuilt: Vec<AbortedTxn>) -> Result<()> {
+        self.aborted.retain(|e| e.last_offset < from);
+        self.aborted.extend(rebuilt);
+        self.txn_index_loaded = true;
+        txn::write_index(&self.txn_index_path(), &self.aborted)
     }
 
     fn create_handle(dir: &Path, base: i64, index_interval: u64) -> Result<Segment> {
@@ -150,6 +189,8 @@ impl Segment {
             index: SegmentIndex::default(),
             bytes_since_index: 0,
             index_interval,
+            aborted: Vec::new(),
+            txn_index_loaded: false,
         })
     }
 
@@ -359,7 +400,7 @@ impl Segment {
         self.max_timestamp = -1;
         self.bytes_since_index = 0;
         self.scan_from(0, Scan::Trust)?;
-        Ok(())
+        self.replace_aborted_from(offset, Vec::new())
     }
 
     /// The whole file (compaction reads closed segments whole).
@@ -377,7 +418,8 @@ impl Segment {
     pub fn write_index(&self) -> Result<()> {
         let dir = self.path.parent().expect("segment in a directory");
         let (_, ipath, tpath) = Self::paths(dir, self.base_offset);
-        self.index.write(&ipath, &tpath)
+        self.index.write(&ipath, &tpath)?;
+        txn::write_index(&self.txn_index_path(), &self.aborted)
     }
 
     /// Remove the segment's files.
@@ -388,8 +430,9 @@ impl Segment {
             .expect("segment in a directory")
             .to_path_buf();
         let (log, ipath, tpath) = Self::paths(&dir, self.base_offset);
+        let xpath = self.txn_index_path();
         drop(self.file);
-        for p in [log, ipath, tpath] {
+        for p in [log, ipath, tpath, xpath] {
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&p),
                 _ => {}
@@ -398,16 +441,23 @@ impl Segment {
         Ok(())
     }
 
-    /// Headers of all batches from `offset` on.
-    pub fn headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>> {
+    /// Positions and headers of all batches from `offset` on.
+    pub fn headers_from(&self, offset: i64) -> Result<Vec<(u64, BatchHeader)>> {
         let mut out = Vec::new();
         let mut pos = self.locate(offset)?.map_or(self.size, |(p, _)| p);
         while pos < self.size {
             let header = self.header_at(pos)?;
+            out.push((pos, header));
             pos += header.size as u64;
-            out.push(header);
         }
         Ok(out)
+    }
+
+    /// The bytes of the batch at `pos` with header `h`.
+    pub fn batch_bytes(&self, pos: u64, h: &BatchHeader) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; h.size];
+        self.file.read_exact_at(&mut buf, pos).at(&self.path)?;
+        Ok(buf)
     }
 }
 
