@@ -24,6 +24,7 @@ pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 pub const INVALID_CONFIG: i16 = 40;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// The Kafka error code for a storage error.
@@ -40,6 +41,7 @@ pub fn from_log(e: &LogError) -> i16 {
         LogError::InvalidConfig { key, .. } if key == "partitions" => INVALID_PARTITIONS,
         LogError::InvalidConfig { .. } => INVALID_CONFIG,
         LogError::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
+        LogError::InvalidRecord(_) => INVALID_RECORD,
         LogError::Io { .. } | LogError::CorruptMetadata { .. } => UNKNOWN_SERVER_ERROR,
     }
 }
