@@ -6,7 +6,8 @@
 //! works against Basin or any Kafka-compatible cluster), decodes JSON or CSV
 //! values with the declared schema and adds the record's Kafka metadata as
 //! columns `_partition`, `_offset`, `_timestamp` and `_key`. An insert
-//! produces each row as one JSON or CSV value with `acks=all`.
+//! produces each row as one JSON or CSV value with `acks=all`, keyed by the
+//! columns of the `'key'` option (comma-joined) when given.
 
 use std::fmt;
 use std::sync::Arc;
@@ -82,7 +83,17 @@ impl TableProviderFactory for TopicTableFactory {
             .unwrap_or_else(|| DEFAULT_BROKERS.to_string());
         let value_schema = Arc::new(cmd.schema.as_arrow().clone());
         let table = TopicTable::new(topic.clone(), brokers, value_schema);
-        Ok(Arc::new(TopicTable { format, ..table }))
+        let key: Vec<String> = option("key")
+            .map(|k| k.split(',').map(|c| c.trim().to_lowercase()).collect())
+            .unwrap_or_default();
+        if let Some(missing) = key.iter().find(|k| table.value_schema.index_of(k).is_err()) {
+            return plan_err!("OPTIONS ('key' ...): '{missing}' is not a declared column");
+        }
+        Ok(Arc::new(TopicTable {
+            format,
+            key,
+            ..table
+        }))
     }
 }
 
@@ -100,6 +111,8 @@ pub struct TopicTable {
     topic: String,
     brokers: String,
     format: ValueFormat,
+    /// Columns whose values form the record key of rows written (`'key'` option).
+    key: Vec<String>,
     value_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -123,6 +136,7 @@ impl TopicTable {
             topic,
             brokers,
             format: ValueFormat::Json,
+            key: Vec::new(),
             value_schema,
             schema: Arc::new(Schema::new(fields)),
         }
@@ -138,6 +152,11 @@ impl TopicTable {
 
     pub fn format(&self) -> ValueFormat {
         self.format
+    }
+
+    /// The columns that key the records this table writes (may be empty).
+    pub fn key_columns(&self) -> &[String] {
+        &self.key
     }
 
     /// The declared columns, without the Kafka metadata columns.
@@ -399,6 +418,7 @@ impl TableProvider for TopicTable {
             return exec_err!("a topic only takes appends (INSERT INTO), not {op}");
         }
         let sink = TopicSink {
+            key: self.key.clone(),
             format: self.format,
             topic: self.topic.clone(),
             brokers: self.brokers.clone(),
@@ -412,6 +432,7 @@ impl TableProvider for TopicTable {
 /// Produces inserted rows to the topic as JSON or CSV values.
 #[derive(Debug)]
 struct TopicSink {
+    key: Vec<String>,
     format: ValueFormat,
     topic: String,
     brokers: String,
@@ -451,12 +472,13 @@ impl DataSink for TopicSink {
             // Inserts fill the metadata columns with NULLs; only values are sent.
             let values: Vec<usize> = (0..self.value_columns).collect();
             let batch = batch?.project(&values)?;
+            let keys = record_keys(&batch, &self.key)?;
             let lines = match self.format {
                 ValueFormat::Json => json_lines(&batch)?,
                 ValueFormat::Csv => csv_lines(&batch)?,
             };
-            for line in lines {
-                send(&producer, &self.topic, &line)?;
+            for (line, key) in lines.iter().zip(keys) {
+                send(&producer, &self.topic, line, key.as_deref())?;
                 rows += 1;
             }
         }
@@ -497,12 +519,39 @@ pub fn csv_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
     Ok(lines)
 }
 
+/// The record key of each row: the `key` columns' values, comma-joined
+/// (`None` for every row when there are no key columns).
+pub fn record_keys(batch: &RecordBatch, key: &[String]) -> DfResult<Vec<Option<String>>> {
+    if key.is_empty() {
+        return Ok(vec![None; batch.num_rows()]);
+    }
+    let options = datafusion::arrow::util::display::FormatOptions::default();
+    let mut formatters = Vec::with_capacity(key.len());
+    for k in key {
+        let column = batch.column(batch.schema().index_of(k)?);
+        formatters.push(datafusion::arrow::util::display::ArrayFormatter::try_new(
+            column.as_ref(),
+            &options,
+        )?);
+    }
+    Ok((0..batch.num_rows())
+        .map(|r| {
+            let parts: Vec<String> = formatters.iter().map(|f| f.value(r).to_string()).collect();
+            Some(parts.join(","))
+        })
+        .collect())
+}
+
 fn send(
     producer: &ThreadedProducer<DefaultProducerContext>,
     topic: &str,
     line: &[u8],
+    key: Option<&str>,
 ) -> DfResult<()> {
-    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line);
+    let mut record = BaseRecord::<str, [u8]>::to(topic).payload(line);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

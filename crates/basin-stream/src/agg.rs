@@ -32,6 +32,9 @@ pub enum Trigger {
     WindowStart(usize, i64),
     /// At the end of input.
     EndOfInput,
+    /// No window: groups that changed are emitted again at each tick (an
+    /// upsert stream keyed by the group columns).
+    Updating,
 }
 
 /// What one aggregation computes: the plan's `AggregateExec`, taken apart.
@@ -149,6 +152,8 @@ pub struct Aggregate {
     panes: BTreeMap<i64, Pane>,
     watermark: i64,
     late: u64,
+    /// Updating mode: groups changed since the last tick.
+    dirty: Vec<bool>,
 }
 
 impl Aggregate {
@@ -165,13 +170,14 @@ impl Aggregate {
             panes: BTreeMap::new(),
             watermark: i64::MIN,
             late: 0,
+            dirty: Vec::new(),
         })
     }
 
     /// Fire time of each row.
     fn fire_times(&self, keys: &[ArrayRef], n: usize) -> Result<Vec<i64>> {
         let (col, add) = match self.spec.trigger {
-            Trigger::EndOfInput => return Ok(vec![i64::MAX; n]),
+            Trigger::EndOfInput | Trigger::Updating => return Ok(vec![i64::MAX; n]),
             Trigger::WindowEnd(c) => (c, 0),
             Trigger::WindowStart(c, size) => (c, size),
         };
@@ -224,6 +230,7 @@ impl Aggregate {
     }
 
     fn update(&mut self, fire: i64, inputs: &Inputs) -> Result<()> {
+        let updating = self.spec.trigger == Trigger::Updating;
         let (pane, indices) = self.group_indices(fire, &inputs.keys)?;
         let groups = pane.index.len();
         for (i, acc) in pane.accs.iter_mut().enumerate() {
@@ -234,6 +241,10 @@ impl Aggregate {
                     .expect("boolean filter")
             });
             acc.update_batch(&inputs.values[i], &indices, filter.as_ref(), groups)?;
+        }
+        if updating {
+            self.dirty.resize(groups, false);
+            indices.iter().for_each(|&i| self.dirty[i] = true);
         }
         Ok(())
     }
@@ -325,7 +336,7 @@ impl Operator for Aggregate {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
-        if watermark <= self.watermark {
+        if watermark <= self.watermark || self.spec.trigger == Trigger::Updating {
             return Ok(());
         }
         self.watermark = watermark;
@@ -366,6 +377,39 @@ impl Operator for Aggregate {
     fn late_rows(&self) -> u64 {
         self.late
     }
+
+    fn on_tick(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        if self.spec.trigger != Trigger::Updating || !self.dirty.contains(&true) {
+            return Ok(());
+        }
+        let Some(mut pane) = self.panes.remove(&i64::MAX) else {
+            return Ok(());
+        };
+        let schema = self.spec.state_schema()?;
+        let state = self.pane_state(i64::MAX, &mut pane, &schema)?;
+        // state() drained the accumulators: load everything back.
+        self.merge_state(i64::MAX, &state)?;
+        let changed: Vec<u32> = (0..self.dirty.len() as u32)
+            .filter(|&i| self.dirty[i as usize])
+            .collect();
+        self.dirty.iter_mut().for_each(|d| *d = false);
+        let changed = take_rows(&state, &UInt32Array::from(changed))?;
+        let mut temp = Aggregate::new(AggSpec {
+            trigger: Trigger::EndOfInput,
+            ..self.spec.clone()
+        })?;
+        temp.merge_state(i64::MAX, &changed)?;
+        temp.on_watermark(i64::MAX, out)
+    }
+}
+
+fn take_rows(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c, indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 impl Aggregate {

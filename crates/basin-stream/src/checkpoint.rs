@@ -29,8 +29,8 @@ pub struct Manifest {
     pub parallelism: usize,
     /// Next offset to read, per source partition.
     pub offsets: BTreeMap<i32, i64>,
-    /// State file of each keyed task, by task index.
-    pub states: BTreeMap<usize, String>,
+    /// State file of each stateful operator, by `task-operator` key.
+    pub states: BTreeMap<String, String>,
     /// Files the sink commits for this checkpoint.
     pub sink_files: Vec<PathBuf>,
     pub completed_at_ms: i64,
@@ -92,10 +92,10 @@ impl CheckpointStore {
     }
 
     /// Write keyed task `task`'s state for checkpoint `id`; its file name.
-    pub fn write_state(&self, id: u64, task: usize, state: &RecordBatch) -> Result<String> {
+    pub fn write_state(&self, id: u64, key: &str, state: &RecordBatch) -> Result<String> {
         let folder = self.folder(id);
         fs::create_dir_all(&folder).at(&folder)?;
-        let name = format!("state-{task}.arrow");
+        let name = format!("state-{key}.arrow");
         let path = folder.join(&name);
         let file = fs::File::create(&path).at(&path)?;
         let mut writer = FileWriter::try_new(file, &state.schema())?;
@@ -106,8 +106,8 @@ impl CheckpointStore {
     }
 
     /// The state `manifest` records for keyed task `task`.
-    pub fn read_state(&self, manifest: &Manifest, task: usize) -> Result<Option<RecordBatch>> {
-        let Some(name) = manifest.states.get(&task) else {
+    pub fn read_state(&self, manifest: &Manifest, key: &str) -> Result<Option<RecordBatch>> {
+        let Some(name) = manifest.states.get(key) else {
             return Ok(None);
         };
         let path = self.folder(manifest.id).join(name);

@@ -17,7 +17,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::source::SourceInfo;
 use crate::window::WindowSpec;
@@ -42,6 +42,8 @@ pub struct MapExec {
     input: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     map: BatchFn,
+    /// Collect the whole input into one batch first.
+    whole: bool,
     properties: Arc<PlanProperties>,
 }
 
@@ -59,7 +61,21 @@ impl MapExec {
             input,
             schema,
             map,
+            whole: false,
             properties,
+        }
+    }
+
+    /// Maps the whole (single-partition) input, as one batch.
+    pub fn whole(
+        name: &'static str,
+        input: Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+        map: BatchFn,
+    ) -> MapExec {
+        MapExec {
+            whole: true,
+            ..MapExec::new(name, input, schema, map)
         }
     }
 }
@@ -101,12 +117,9 @@ impl ExecutionPlan for MapExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let input = children.into_iter().next().expect("one child");
-        Ok(Arc::new(MapExec::new(
-            self.name,
-            input,
-            self.schema.clone(),
-            self.map.clone(),
-        )))
+        let mut exec = MapExec::new(self.name, input, self.schema.clone(), self.map.clone());
+        exec.whole = self.whole;
+        Ok(Arc::new(exec))
     }
 
     fn execute(
@@ -116,10 +129,23 @@ impl ExecutionPlan for MapExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let map = self.map.clone();
         let input = self.input.execute(partition, context)?;
-        let mapped = input.map(move |batch| batch.and_then(|b| map(b)));
+        if !self.whole {
+            let mapped = input.map(move |batch| batch.and_then(|b| map(b)));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                mapped,
+            )));
+        }
+        let schema = self.input.schema();
+        let all = async move {
+            let batches: Vec<RecordBatch> = input.try_collect().await?;
+            map(datafusion::arrow::compute::concat_batches(
+                &schema, &batches,
+            )?)
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            mapped,
+            futures::stream::once(all),
         )))
     }
 }

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod runtime;
 pub mod script;
+pub mod session;
 pub mod sink;
 pub mod source;
 pub mod udf;

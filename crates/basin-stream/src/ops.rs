@@ -22,6 +22,12 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Wall-clock tick (about once a second, and before each checkpoint):
+    /// operators that emit updates do it here.
+    fn on_tick(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        Ok(())
+    }
+
     /// The state to checkpoint, if any.
     fn snapshot(&mut self) -> Result<Option<RecordBatch>> {
         Ok(None)
@@ -49,6 +55,8 @@ pub enum Step {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     },
+    /// Keep these columns, by index.
+    Select(Vec<usize>),
 }
 
 impl Step {
@@ -77,6 +85,7 @@ impl Step {
                     .collect::<datafusion::common::Result<_>>()?;
                 Ok(RecordBatch::try_new(schema.clone(), columns)?)
             }
+            Step::Select(indices) => Ok(batch.project(indices)?),
         }
     }
 }

@@ -19,6 +19,7 @@ use datafusion::prelude::SessionContext;
 use regex::Regex;
 use tracing::info;
 
+use crate::agg::Trigger;
 use crate::error::{Result, StreamError};
 use crate::plan::job_plan;
 use crate::runtime::{run_job, Fnv, JobConfig, JobStats};
@@ -239,7 +240,8 @@ impl Pipeline {
             other => (other, SinkTarget::Print),
         };
         let physical = state.create_physical_plan(&query).await?;
-        let plan = job_plan(&physical)?;
+        let mut plan = job_plan(&physical)?;
+        updating_or_final(&mut plan, &sink, options.bounded)?;
         let name = format!("{}-{n}", options.name);
         let config = JobConfig {
             checkpoint_dir: options
@@ -257,6 +259,34 @@ impl Pipeline {
             crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;
         }
         Ok((plan, sink, config))
+    }
+}
+
+/// A GROUP BY without a window emits updates (upserts by its key) into
+/// topics and stdout; a lake table cannot take updates, so it gets the
+/// final rows at the end of a bounded run.
+fn updating_or_final(
+    plan: &mut crate::plan::JobPlan,
+    sink: &SinkTarget,
+    bounded: bool,
+) -> Result<()> {
+    let Some(keyed) = plan.keyed.as_mut() else {
+        return Ok(());
+    };
+    if keyed.agg.trigger != Trigger::EndOfInput {
+        return Ok(());
+    }
+    match sink {
+        SinkTarget::Lake { meta, .. } if !bounded => Err(StreamError::Unsupported(format!(
+            "GROUP BY without a window keeps updating its rows, and lake.{} cannot take updates; \
+             group by a window (TUMBLE, HOP), write to a topic, or run with --bounded",
+            meta.name
+        ))),
+        SinkTarget::Lake { .. } => Ok(()),
+        _ => {
+            keyed.agg.trigger = Trigger::Updating;
+            Ok(())
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::agg::{AggSpec, Trigger};
 use crate::error::{Result, StreamError};
 use crate::exec::StreamScanExec;
 use crate::ops::{Chain, Step};
+use crate::session::SessionLayout;
 use crate::window::{WindowKind, WINDOW_END, WINDOW_START};
 
 /// A stream job: source, stateless steps, and an optional keyed stage.
@@ -31,6 +32,10 @@ pub struct JobPlan {
 /// A grouped aggregation and the stateless steps after it.
 #[derive(Debug, Clone)]
 pub struct KeyedPlan {
+    /// Session windows merge ahead of the aggregation.
+    pub session: Option<SessionLayout>,
+    /// Schema of the aggregation's input.
+    pub input_schema: datafusion::arrow::datatypes::SchemaRef,
     pub agg: AggSpec,
     pub post: Chain,
 }
@@ -197,6 +202,7 @@ fn add_aggregate(job: &mut JobPlan, agg: &AggregateExec, lineage: &Lineages) -> 
         .map(|e| column_lineage(e, lineage))
         .collect();
     let trigger = trigger_of(&group_lineage);
+    let session = session_layout(job, group, &group_lineage)?;
     let spec = AggSpec {
         group_schema: group.group_schema(&agg.input_schema())?,
         group_exprs,
@@ -206,12 +212,58 @@ fn add_aggregate(job: &mut JobPlan, agg: &AggregateExec, lineage: &Lineages) -> 
         trigger,
     };
     job.keyed = Some(KeyedPlan {
+        session,
+        input_schema: agg.input_schema(),
         agg: spec,
         post: Chain::default(),
     });
     let mut out = group_lineage;
     out.resize(agg.schema().fields().len(), None);
     Ok(out)
+}
+
+/// For a SESSION window: where its key and window columns are in the
+/// windowed source rows. Sessions merge over the source's rows, before
+/// any filter (the table function applies to the whole table), so in
+/// stream mode rows go to keyed tasks by the PARTITION BY columns right
+/// after the source, and the GROUP BY must hold them and window_end.
+fn session_layout(
+    job: &JobPlan,
+    group: &datafusion::physical_plan::aggregates::PhysicalGroupBy,
+    group_lineage: &Lineages,
+) -> Result<Option<SessionLayout>> {
+    let Some((spec, windowed)) = &job.scan.window else {
+        return Ok(None);
+    };
+    let WindowKind::Session {
+        gap_ms,
+        partition_by,
+    } = &spec.kind
+    else {
+        return Ok(None);
+    };
+    if !group_lineage.contains(&Some(Lineage::WindowEnd)) {
+        return Err(StreamError::Unsupported(
+            "a SESSION window must be grouped by window_end".into(),
+        ));
+    }
+    let grouped: Vec<String> = group.expr().iter().map(|(_, n)| n.to_lowercase()).collect();
+    if let Some(k) = partition_by.iter().find(|k| !grouped.contains(k)) {
+        return Err(StreamError::Unsupported(format!(
+            "a SESSION window PARTITION BY {k} must also be grouped by {k}"
+        )));
+    }
+    let n = windowed.fields().len();
+    let keys = partition_by
+        .iter()
+        .map(|k| windowed.index_of(k))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Some(SessionLayout {
+        keys,
+        start: n - 2,
+        end: n - 1,
+        gap_ms: *gap_ms,
+    }))
 }
 
 fn trigger_of(group: &Lineages) -> Trigger {

@@ -29,8 +29,9 @@ use tracing::{debug, info};
 use crate::agg::Aggregate;
 use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{Result, StreamError};
-use crate::ops::Operator;
+use crate::ops::{Chain, Operator, Step};
 use crate::plan::{JobPlan, KeyedPlan};
+use crate::session::SessionOp;
 use crate::sink::{Sink, SinkTarget};
 use crate::source::TopicReader;
 
@@ -38,6 +39,8 @@ use crate::source::TopicReader;
 const CHANNEL_DEPTH: usize = 16;
 const ROWS_PER_POLL: usize = 8192;
 const POLL_WAIT: Duration = Duration::from_millis(50);
+/// How often updating aggregates emit their changed groups.
+const TICK: Duration = Duration::from_secs(1);
 
 /// How to run a job.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ enum Report {
     Ack {
         id: u64,
         offsets: HashMap<i32, i64>,
-        state: Option<(usize, String)>,
+        states: Vec<(String, String)>,
         files: Vec<PathBuf>,
     },
     Finished,
@@ -116,13 +119,14 @@ pub fn run_job(
             inputs.push(tx);
             receivers.push(rx);
         }
-        let state = match &restored {
-            Some(m) => store.read_state(m, k)?,
-            None => None,
-        };
+        let keyed_plan = plan.keyed.clone().expect("keyed");
+        let mut stage = Stage::new(&plan)?;
+        if let Some(m) = &restored {
+            stage.restore(&store, m, k)?;
+        }
         let task = KeyedTask {
             index: k,
-            plan: plan.keyed.clone().expect("keyed"),
+            plan: keyed_plan,
             sink: sink.open(&config.checkpoint_dir.join("staging"), k)?,
             inputs: receivers,
             store: store.clone(),
@@ -132,7 +136,7 @@ pub fn run_job(
         handles.push(spawn(
             format!("{}-keyed-{k}", config.name),
             report_tx.clone(),
-            move || task.run(state),
+            move || task.run(stage),
         ));
     }
     let mut controls = Vec::new();
@@ -235,7 +239,7 @@ struct Pending {
     id: u64,
     acks: usize,
     offsets: BTreeMap<i32, i64>,
-    states: BTreeMap<usize, String>,
+    states: BTreeMap<String, String>,
     files: Vec<PathBuf>,
 }
 
@@ -262,10 +266,10 @@ impl Coordinator {
                 Ok(Report::Ack {
                     id,
                     offsets,
-                    state,
+                    states,
                     files,
                 }) => {
-                    if self.acknowledge(id, offsets, state, files)? {
+                    if self.acknowledge(id, offsets, states, files)? {
                         return Ok(());
                     }
                 }
@@ -316,7 +320,7 @@ impl Coordinator {
         &mut self,
         id: u64,
         offsets: HashMap<i32, i64>,
-        state: Option<(usize, String)>,
+        states: Vec<(String, String)>,
         files: Vec<PathBuf>,
     ) -> Result<bool> {
         let Some(p) = self.pending.as_mut().filter(|p| p.id == id) else {
@@ -324,7 +328,7 @@ impl Coordinator {
         };
         p.acks += 1;
         p.offsets.extend(offsets);
-        p.states.extend(state);
+        p.states.extend(states);
         p.files.extend(files);
         if p.acks < self.tasks {
             return Ok(false);
@@ -370,7 +374,7 @@ impl SourceTask {
     fn run(mut self) -> Result<()> {
         let mut watermark = i64::MIN;
         let mut done = false;
-        let exchange = Exchange::new(self.plan.keyed.as_ref(), self.outputs.len())?;
+        let exchange = Exchange::new(&self.plan, self.outputs.len())?;
         loop {
             let control = if done {
                 self.control.recv().map_err(|_| TryRecvError::Disconnected)
@@ -414,6 +418,14 @@ impl SourceTask {
             Some((spec, schema)) => spec.assign(&batch, schema)?,
             None => batch,
         };
+        if self
+            .plan
+            .keyed
+            .as_ref()
+            .is_some_and(|k| k.session.is_some())
+        {
+            return Ok(batch); // sessions merge first, in the keyed tasks
+        }
         let batch = match &scan.projection {
             Some(p) => batch.project(p)?,
             None => batch,
@@ -448,7 +460,7 @@ impl SourceTask {
         let ack = Report::Ack {
             id,
             offsets: self.reader.offsets(),
-            state: None,
+            states: Vec::new(),
             files,
         };
         let _ = self.reports.send(ack);
@@ -476,23 +488,37 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(keyed: Option<&KeyedPlan>, outputs: usize) -> Result<Exchange> {
-        let Some(k) = keyed else {
+    fn new(plan: &JobPlan, outputs: usize) -> Result<Exchange> {
+        let Some(k) = plan.keyed.as_ref() else {
             return Ok(Exchange {
                 keys: vec![],
                 converter: None,
                 outputs,
             });
         };
-        let fields = k
-            .agg
-            .group_schema
-            .fields()
+        // Session rows go by their PARTITION BY columns, straight from the source.
+        let (keys, schema) = match (&k.session, &plan.scan.window) {
+            (Some(layout), Some((_, windowed))) => {
+                let keys = layout
+                    .keys
+                    .iter()
+                    .map(|&i| {
+                        let name = windowed.field(i).name();
+                        Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)) as _
+                    })
+                    .collect();
+                (keys, windowed.clone())
+            }
+            _ => (k.agg.group_exprs.clone(), k.input_schema.clone()),
+        };
+        let fields = keys
             .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
+            .map(|e: &Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
+                e.data_type(&schema).map(SortField::new)
+            })
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
         Ok(Exchange {
-            keys: k.agg.group_exprs.clone(),
+            keys,
             converter: Some(RowConverter::new(fields)?),
             outputs,
         })
@@ -565,26 +591,30 @@ struct KeyedTask {
 }
 
 impl KeyedTask {
-    fn run(mut self, state: Option<RecordBatch>) -> Result<()> {
-        let mut agg = Aggregate::new(self.plan.agg.clone())?;
-        if let Some(state) = state {
-            agg.restore(&state)?;
-        }
+    fn run(mut self, mut stage: Stage) -> Result<()> {
         let n = self.inputs.len();
         let mut watermarks = vec![i64::MIN; n];
         let mut blocked = vec![false; n];
         let mut ended = vec![false; n];
         let mut current = i64::MIN;
         let mut out = Vec::new();
+        let mut tick = Instant::now() + TICK;
         while ended.iter().any(|e| !e) {
-            let (i, msg) = self.next(&blocked, &ended);
+            let Some((i, msg)) = self.next(&blocked, &ended, tick) else {
+                stage.tick(&mut out)?;
+                self.write(&mut out)?;
+                tick = Instant::now() + TICK;
+                continue;
+            };
             match msg {
-                Some(Msg::Data(batch)) => agg.on_batch(batch, &mut out)?,
+                Some(Msg::Data(batch)) => stage.push(0, batch, &mut out)?,
                 Some(Msg::Watermark(w)) => watermarks[i] = w,
                 Some(Msg::Barrier(id)) => {
                     blocked[i] = true;
                     if (0..n).all(|j| blocked[j] || ended[j]) {
-                        self.checkpoint(id, &mut agg)?;
+                        stage.tick(&mut out)?;
+                        self.write(&mut out)?;
+                        self.checkpoint(id, &mut stage)?;
                         blocked.iter_mut().for_each(|b| *b = false);
                     }
                 }
@@ -596,18 +626,23 @@ impl KeyedTask {
             let low = watermarks.iter().copied().min().unwrap_or(i64::MIN);
             if low > current {
                 current = low;
-                agg.on_watermark(low, &mut out)?;
+                stage.advance(low, &mut out)?;
             }
-            self.stats
-                .late_rows
-                .fetch_max(agg.late_rows(), Ordering::Relaxed);
+            let late = stage.late_rows();
+            self.stats.late_rows.fetch_max(late, Ordering::Relaxed);
             self.write(&mut out)?;
         }
         Ok(())
     }
 
     /// The next message from an input that is neither blocked nor ended.
-    fn next(&self, blocked: &[bool], ended: &[bool]) -> (usize, Option<Msg>) {
+    /// `None` when `deadline` passes first.
+    fn next(
+        &self,
+        blocked: &[bool],
+        ended: &[bool],
+        deadline: Instant,
+    ) -> Option<(usize, Option<Msg>)> {
         let open: Vec<usize> = (0..self.inputs.len())
             .filter(|&i| !blocked[i] && !ended[i])
             .collect();
@@ -615,9 +650,9 @@ impl KeyedTask {
         for &i in &open {
             select.recv(&self.inputs[i]);
         }
-        let op = select.select();
+        let op = select.select_deadline(deadline).ok()?;
         let i = open[op.index()];
-        (i, op.recv(&self.inputs[i]).ok())
+        Some((i, op.recv(&self.inputs[i]).ok()))
     }
 
     fn write(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
@@ -633,19 +668,108 @@ impl KeyedTask {
         Ok(())
     }
 
-    fn checkpoint(&mut self, id: u64, agg: &mut Aggregate) -> Result<()> {
-        let state = match agg.snapshot()? {
-            Some(s) => Some((self.index, self.store.write_state(id, self.index, &s)?)),
-            None => None,
-        };
+    fn checkpoint(&mut self, id: u64, stage: &mut Stage) -> Result<()> {
+        let states = stage.snapshot(&self.store, id, self.index)?;
         let files = self.sink.prepare(id)?;
         let ack = Report::Ack {
             id,
             offsets: HashMap::new(),
-            state,
+            states,
             files,
         };
         let _ = self.reports.send(ack);
+        Ok(())
+    }
+}
+
+/// The operators of a keyed task, in order: each one's output is the
+/// next one's input.
+struct Stage {
+    ops: Vec<Box<dyn Operator>>,
+}
+
+impl Stage {
+    fn new(job: &JobPlan) -> Result<Stage> {
+        let plan = job.keyed.as_ref().expect("a keyed job");
+        let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+        if let (Some(layout), Some((_, windowed))) = (&plan.session, &job.scan.window) {
+            ops.push(Box::new(SessionOp::new(layout.clone(), windowed.clone())));
+            let mut steps = Vec::new();
+            if let Some(p) = &job.scan.projection {
+                steps.push(Step::Select(p.clone()));
+            }
+            steps.extend(job.pre.0.iter().cloned());
+            ops.push(Box::new(Chain(steps)));
+        }
+        ops.push(Box::new(Aggregate::new(plan.agg.clone())?));
+        Ok(Stage { ops })
+    }
+
+    /// Feed `batch` to operator `from`, and what it emits onwards.
+    fn push(&mut self, from: usize, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+        let Some(op) = self.ops.get_mut(from) else {
+            out.push(batch);
+            return Ok(());
+        };
+        let mut emitted = Vec::new();
+        op.on_batch(batch, &mut emitted)?;
+        for b in emitted {
+            self.push(from + 1, b, out)?;
+        }
+        Ok(())
+    }
+
+    /// Pass a watermark through the operators in order.
+    fn advance(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
+        for i in 0..self.ops.len() {
+            let mut emitted = Vec::new();
+            self.ops[i].on_watermark(watermark, &mut emitted)?;
+            for b in emitted {
+                self.push(i + 1, b, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        for i in 0..self.ops.len() {
+            let mut emitted = Vec::new();
+            self.ops[i].on_tick(&mut emitted)?;
+            for b in emitted {
+                self.push(i + 1, b, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn late_rows(&self) -> u64 {
+        self.ops.iter().map(|o| o.late_rows()).sum()
+    }
+
+    /// Save each operator's state; the (key, file) pairs for the manifest.
+    fn snapshot(
+        &mut self,
+        store: &CheckpointStore,
+        id: u64,
+        task: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let mut states = Vec::new();
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            if let Some(state) = op.snapshot()? {
+                let key = format!("{task}-{i}");
+                let file = store.write_state(id, &key, &state)?;
+                states.push((key, file));
+            }
+        }
+        Ok(states)
+    }
+
+    fn restore(&mut self, store: &CheckpointStore, manifest: &Manifest, task: usize) -> Result<()> {
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            if let Some(state) = store.read_state(manifest, &format!("{task}-{i}"))? {
+                op.restore(&state)?;
+            }
+        }
         Ok(())
     }
 }

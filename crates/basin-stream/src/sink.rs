@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basin_sql::lake::{Lake, LakeMeta};
-use basin_sql::topic::{csv_lines, json_lines, ValueFormat};
+use basin_sql::topic::{csv_lines, json_lines, record_keys, ValueFormat};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::LineDelimitedWriter;
@@ -140,8 +140,11 @@ impl TopicSink {
         Ok(TopicSink { info, producer })
     }
 
-    fn send(&self, line: &[u8]) -> Result<()> {
-        let mut record = BaseRecord::<(), [u8]>::to(&self.info.topic).payload(line);
+    fn send(&self, line: &[u8], key: Option<&str>) -> Result<()> {
+        let mut record = BaseRecord::<str, [u8]>::to(&self.info.topic).payload(line);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -164,12 +167,13 @@ impl Sink for TopicSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let values: Vec<usize> = (0..self.info.value_schema.fields().len()).collect();
         let batch = batch.project(&values)?;
+        let keys = record_keys(&batch, &self.info.key)?;
         let lines = match self.info.format {
             ValueFormat::Json => json_lines(&batch)?,
             ValueFormat::Csv => csv_lines(&batch)?,
         };
-        for line in lines {
-            self.send(&line)?;
+        for (line, key) in lines.iter().zip(keys) {
+            self.send(line, key.as_deref())?;
         }
         Ok(())
     }

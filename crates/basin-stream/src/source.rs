@@ -49,6 +49,8 @@ pub struct SourceInfo {
     /// Value columns, then `_partition`, `_offset`, `_timestamp`, `_key`.
     pub schema: SchemaRef,
     pub watermark: Option<Watermark>,
+    /// Columns keying the records a sink writes.
+    pub key: Vec<String>,
 }
 
 impl SourceInfo {
@@ -83,6 +85,7 @@ impl SourceInfo {
             value_schema: table.value_schema(),
             schema,
             watermark,
+            key: table.key_columns().to_vec(),
         })
     }
 

@@ -20,6 +20,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::exec::{MapExec, StreamScanExec};
+use crate::session::{assign_sessions, SessionLayout};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 
 /// Which windows a row belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +67,10 @@ impl WindowSpec {
                 )
             }
         };
-        if let WindowKind::Session { .. } = self.kind {
-            return plan_err!("SESSION windows are not supported yet; use TUMBLE or HOP");
+        if let WindowKind::Session { partition_by, .. } = &self.kind {
+            if let Some(k) = partition_by.iter().find(|k| input.index_of(k).is_err()) {
+                return plan_err!("SESSION ... PARTITION BY {k}: not a column of the table");
+            }
         }
         let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -134,7 +138,16 @@ impl WindowSpec {
                 }
                 (rows, starts, size_ms)
             }
-            WindowKind::Session { .. } => unreachable!("rejected by output_schema"),
+            // A one-row session; merged later (see crate::session).
+            WindowKind::Session { gap_ms, .. } => {
+                for (i, t) in times.iter().enumerate() {
+                    if let Some(t) = t {
+                        rows.push(i as u32);
+                        starts.push(t);
+                    }
+                }
+                (rows, starts, gap_ms)
+            }
         }
     }
 }
@@ -189,18 +202,54 @@ impl TableProvider for WindowedTable {
                 let spec = self.spec.clone();
                 let schema = self.schema.clone();
                 let map = move |b: RecordBatch| spec.assign(&b, &schema);
-                Arc::new(MapExec::new(
+                let assigned = Arc::new(MapExec::new(
                     "WindowAssign",
                     input,
                     self.schema.clone(),
                     Arc::new(map),
-                ))
+                ));
+                self.merge_sessions(assigned)?
             }
         };
         match projection {
             None => Ok(windowed),
             Some(p) => project(windowed, p),
         }
+    }
+}
+
+impl WindowedTable {
+    /// Batch mode: sessions merge over the whole input.
+    fn merge_sessions(&self, assigned: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let WindowKind::Session {
+            gap_ms,
+            partition_by,
+        } = &self.spec.kind
+        else {
+            return Ok(assigned);
+        };
+        let n = self.schema.fields().len();
+        let layout = SessionLayout {
+            keys: partition_by
+                .iter()
+                .map(|k| self.schema.index_of(k))
+                .collect::<Result<_, _>>()?,
+            start: n - 2,
+            end: n - 1,
+            gap_ms: *gap_ms,
+        };
+        let merge = move |b: RecordBatch| {
+            assign_sessions(&b, &layout, i64::MAX)
+                .map(|(closed, _)| closed)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        };
+        let single = Arc::new(CoalescePartitionsExec::new(assigned));
+        Ok(Arc::new(MapExec::whole(
+            "SessionMerge",
+            single,
+            self.schema.clone(),
+            Arc::new(merge),
+        )))
     }
 }
 

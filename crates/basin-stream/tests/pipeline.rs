@@ -286,3 +286,130 @@ async fn late_rows_are_dropped_and_counted() {
     let expected = expected_tumble(&all, 10_000);
     assert_same("batch", &rows(batch_dir.path(), QUERY).await, &expected);
 }
+
+/// `GROUP BY` without a window into a keyed topic: an upsert stream whose
+/// latest record per key is the group's current row, kept across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updating_aggregate_upserts_by_key_across_restarts() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let events = bids(3000);
+    let (first, second) = events.split_at(2000);
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP)
+           STORED AS TOPIC LOCATION 'upd' OPTIONS ('brokers' '{brokers}');
+         CREATE EXTERNAL TABLE totals (auction BIGINT, bids BIGINT, total BIGINT)
+           STORED AS TOPIC LOCATION 'totals' OPTIONS ('brokers' '{brokers}', 'key' 'auction');
+         INSERT INTO totals (auction, bids, total) SELECT auction, count(*), sum(price) FROM bids GROUP BY auction;"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    produce(&brokers, "upd", first).await;
+    run(&sql, &options(dir.path(), Mode::Stream, 2)).await;
+    let after_first = latest_totals(dir.path(), &brokers).await;
+    assert_eq!(after_first.0, totals_of(first));
+    produce(&brokers, "upd", second).await;
+    run(&sql, &options(dir.path(), Mode::Stream, 2)).await;
+    let (latest, records) = latest_totals(dir.path(), &brokers).await;
+    assert_eq!(latest, totals_of(&events));
+    assert!(
+        records > latest.len(),
+        "the second run re-emitted the groups it changed"
+    );
+}
+
+fn totals_of(bids: &[Bid]) -> BTreeMap<i64, (i64, i64)> {
+    let mut out: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for b in bids {
+        let t = out.entry(b.auction).or_default();
+        *t = (t.0 + 1, t.1 + b.price);
+    }
+    out
+}
+
+/// The latest record per key of the `totals` topic, and how many records it has.
+async fn latest_totals(dir: &Path, brokers: &str) -> (BTreeMap<i64, (i64, i64)>, usize) {
+    let engine = Engine::open(dir).await.unwrap();
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE IF NOT EXISTS totals_read (auction BIGINT, bids BIGINT, total BIGINT)
+         STORED AS TOPIC LOCATION 'totals' OPTIONS ('brokers' '{brokers}')"
+    );
+    engine.execute(&ddl).await.unwrap();
+    let lines = rows(
+        dir,
+        "SELECT _partition, _offset, _key, auction, bids, total FROM totals_read",
+    )
+    .await;
+    let mut by_position: Vec<Vec<i64>> = lines
+        .iter()
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    by_position.sort();
+    let mut latest = BTreeMap::new();
+    for r in &by_position {
+        assert_eq!(r[2], r[3], "records are keyed by auction");
+        latest.insert(r[3], (r[4], r[5]));
+    }
+    (latest, by_position.len())
+}
+
+/// What the session query must give: per auction, sessions of bids less
+/// than `gap` apart (over all bids), counting the bids over 10 in each.
+fn expected_sessions(bids: &[Bid], gap: i64) -> Vec<String> {
+    let mut by_key: BTreeMap<i64, Vec<(i64, bool)>> = BTreeMap::new();
+    for b in bids {
+        by_key
+            .entry(b.auction)
+            .or_default()
+            .push((b.time, b.price > 10));
+    }
+    let iso = |ms: i64| timestamp(ms).replace(' ', "T").replace(".000", "");
+    let mut out = Vec::new();
+    for (auction, mut times) in by_key {
+        times.sort();
+        let mut i = 0;
+        while i < times.len() {
+            let (start, mut end, mut n) = (times[i].0, times[i].0 + gap, 1);
+            while i + n < times.len() && times[i + n].0 < end {
+                end = end.max(times[i + n].0 + gap);
+                n += 1;
+            }
+            let counted = times[i..i + n].iter().filter(|t| t.1).count();
+            if counted > 0 {
+                out.push(format!("{auction},{},{},{counted}", iso(start), iso(end)));
+            }
+            i += n;
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_windows_stream_equals_batch_equals_expected() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    // Sparse bids (one per auction every ~7 s on average), so sessions split.
+    let mut events = bids(1500);
+    events.iter_mut().for_each(|b| b.auction = b.price % 70);
+    produce(&brokers, "sessions", &events).await;
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND)
+         STORED AS TOPIC LOCATION 'sessions' OPTIONS ('brokers' '{brokers}');
+         CREATE TABLE IF NOT EXISTS lake.sessions (auction BIGINT, window_start TIMESTAMP, window_end TIMESTAMP, bids BIGINT);
+         INSERT INTO lake.sessions
+         SELECT auction, window_start, window_end, count(*)
+         FROM TABLE(SESSION(TABLE bids PARTITION BY auction, DESCRIPTOR(date_time), INTERVAL '5' SECOND))
+         WHERE price > 10
+         GROUP BY auction, window_start, window_end;"
+    );
+    let query = "SELECT auction, window_start, window_end, bids FROM lake.sessions";
+    let expected = expected_sessions(&events, 5_000);
+    assert!(expected.len() > 100, "the data makes many sessions");
+    let stream_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(stream_dir.path(), Mode::Stream, 2)).await;
+    assert_same("stream", &rows(stream_dir.path(), query).await, &expected);
+    let batch_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+    assert_same("batch", &rows(batch_dir.path(), query).await, &expected);
+}
