@@ -16,6 +16,7 @@ pub mod script;
 pub mod session;
 pub mod sink;
 pub mod source;
+pub mod topn;
 pub mod udf;
 pub mod window;
 

@@ -21,7 +21,7 @@ use tracing::info;
 
 use crate::agg::Trigger;
 use crate::error::{Result, StreamError};
-use crate::plan::job_plan;
+use crate::plan::{job_plan, KeyedOp};
 use crate::runtime::{run_job, Fnv, JobConfig, JobStats};
 use crate::script::{Script, Statement, StatementKind, Watermark};
 use crate::sink::SinkTarget;
@@ -173,7 +173,14 @@ impl Pipeline {
             self.engine.execute(&st.sql).await?;
             return Ok(());
         }
-        // Other tables live for this run only (not in the catalog).
+        // Other tables live for this run only (not in the catalog), and
+        // shadow a catalog table of the same name.
+        if let Some(n) = &name {
+            if self.ctx().table_exist(n.as_str())? {
+                info!(table = %n, "the pipeline's definition replaces the catalog's for this run");
+                self.ctx().deregister_table(n.as_str())?;
+            }
+        }
         self.ctx().sql(&st.sql).await?.collect().await?;
         let Some(name) = name else {
             return Ok(());
@@ -240,6 +247,7 @@ impl Pipeline {
             other => (other, SinkTarget::Print),
         };
         let physical = state.create_physical_plan(&query).await?;
+        tracing::debug!(plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(true), "stream plan");
         let mut plan = job_plan(&physical)?;
         updating_or_final(&mut plan, &sink, options.bounded)?;
         let name = format!("{}-{n}", options.name);
@@ -273,18 +281,30 @@ fn updating_or_final(
     let Some(keyed) = plan.keyed.as_mut() else {
         return Ok(());
     };
-    if keyed.agg.trigger != Trigger::EndOfInput {
+    let updating = match &keyed.op {
+        KeyedOp::Aggregate(a) => a.trigger == Trigger::EndOfInput,
+        KeyedOp::TopN(_) => true,
+    };
+    if !updating {
         return Ok(());
     }
     match sink {
         SinkTarget::Lake { meta, .. } if !bounded => Err(StreamError::Unsupported(format!(
-            "GROUP BY without a window keeps updating its rows, and lake.{} cannot take updates; \
+            "GROUP BY without a window and ROW_NUMBER top-N keep updating their rows, and lake.{} cannot take updates; \
              group by a window (TUMBLE, HOP), write to a topic, or run with --bounded",
             meta.name
         ))),
-        SinkTarget::Lake { .. } => Ok(()),
+        SinkTarget::Lake { .. } => {
+            if let KeyedOp::TopN(t) = &mut keyed.op {
+                t.updating = false;
+            }
+            Ok(())
+        }
         _ => {
-            keyed.agg.trigger = Trigger::Updating;
+            match &mut keyed.op {
+                KeyedOp::Aggregate(a) => a.trigger = Trigger::Updating,
+                KeyedOp::TopN(t) => t.updating = true,
+            }
             Ok(())
         }
     }

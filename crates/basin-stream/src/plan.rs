@@ -19,7 +19,13 @@ use crate::error::{Result, StreamError};
 use crate::exec::StreamScanExec;
 use crate::ops::{Chain, Step};
 use crate::session::SessionLayout;
+use crate::topn::TopNSpec;
 use crate::window::{WindowKind, WINDOW_END, WINDOW_START};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
+use datafusion::physical_expr::window::WindowExpr;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 
 /// A stream job: source, stateless steps, and an optional keyed stage.
 #[derive(Debug, Clone)]
@@ -36,8 +42,25 @@ pub struct KeyedPlan {
     pub session: Option<SessionLayout>,
     /// Schema of the aggregation's input.
     pub input_schema: datafusion::arrow::datatypes::SchemaRef,
-    pub agg: AggSpec,
+    pub op: KeyedOp,
     pub post: Chain,
+}
+
+/// The stateful operator of a keyed stage.
+#[derive(Debug, Clone)]
+pub enum KeyedOp {
+    Aggregate(AggSpec),
+    TopN(TopNSpec),
+}
+
+impl KeyedPlan {
+    /// What rows are routed to keyed tasks by.
+    pub fn keys(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        match &self.op {
+            KeyedOp::Aggregate(a) => a.group_exprs.clone(),
+            KeyedOp::TopN(t) => t.partition_by.clone(),
+        }
+    }
 }
 
 /// Where a column's value came from, as far as windows matter.
@@ -45,6 +68,8 @@ pub struct KeyedPlan {
 enum Lineage {
     WindowStart(i64),
     WindowEnd,
+    /// The ROW_NUMBER() of a top-N stage.
+    RowNumber,
 }
 
 type Lineages = Vec<Option<Lineage>>;
@@ -85,6 +110,17 @@ pub fn job_plan(plan: &Arc<dyn ExecutionPlan>) -> Result<JobPlan> {
     for node in nodes.iter().rev() {
         lineage = add_node(&mut job, node, lineage)?;
     }
+    if let Some(KeyedPlan {
+        op: KeyedOp::TopN(spec),
+        ..
+    }) = &job.keyed
+    {
+        if spec.limit == usize::MAX {
+            return Err(StreamError::Unsupported(
+                "ROW_NUMBER() over a stream needs a filter on it, e.g. WHERE rn <= 10 (top-N) or rn = 1".into(),
+            ));
+        }
+    }
     Ok(job)
 }
 
@@ -119,6 +155,7 @@ fn add_node(
 ) -> Result<Lineages> {
     let any = node;
     if let Some(filter) = any.downcast_ref::<FilterExec>() {
+        set_rank_limit(job, filter.predicate(), &lineage);
         let projection = filter.projection().as_ref().map(|p| p.to_vec());
         let out = match &projection {
             Some(p) => p.iter().map(|&i| lineage[i]).collect(),
@@ -149,6 +186,12 @@ fn add_node(
     if let Some(agg) = any.downcast_ref::<AggregateExec>() {
         return add_aggregate(job, agg, &lineage);
     }
+    if let Some(window) = any.downcast_ref::<BoundedWindowAggExec>() {
+        return add_row_number(job, window.window_expr(), node, lineage);
+    }
+    if let Some(window) = any.downcast_ref::<WindowAggExec>() {
+        return add_row_number(job, window.window_expr(), node, lineage);
+    }
     match node.name() {
         "ProgressExec"
         | "CoalesceBatchesExec"
@@ -160,6 +203,85 @@ fn add_node(
             "{other} is not supported in stream mode yet"
         ))),
     }
+}
+
+/// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`: a top-N stage,
+/// whose N comes from the filter on the row number that must follow.
+fn add_row_number(
+    job: &mut JobPlan,
+    exprs: &[Arc<dyn WindowExpr>],
+    node: &Arc<dyn ExecutionPlan>,
+    mut lineage: Lineages,
+) -> Result<Lineages> {
+    let [expr] = exprs else {
+        return Err(StreamError::Unsupported(
+            "several window functions in one OVER clause".into(),
+        ));
+    };
+    if !expr.name().to_lowercase().starts_with("row_number") || job.keyed.is_some() {
+        return Err(StreamError::Unsupported(format!(
+            "{} over a stream; only ROW_NUMBER() ... WHERE rn <= N (top-N, de-duplication), once per query",
+            expr.name()
+        )));
+    }
+    if expr.partition_by().is_empty() {
+        return Err(StreamError::Unsupported(
+            "ROW_NUMBER() without PARTITION BY over a stream".into(),
+        ));
+    }
+    let input_schema = node.children()[0].schema();
+    let spec = TopNSpec {
+        partition_by: expr.partition_by().to_vec(),
+        order_by: expr.order_by().to_vec(),
+        limit: usize::MAX,
+        input_schema: input_schema.clone(),
+        output_schema: node.schema(),
+        updating: true,
+    };
+    job.keyed = Some(KeyedPlan {
+        session: None,
+        input_schema,
+        op: KeyedOp::TopN(spec),
+        post: Chain::default(),
+    });
+    lineage.resize(node.schema().fields().len() - 1, None);
+    lineage.push(Some(Lineage::RowNumber));
+    Ok(lineage)
+}
+
+/// A filter `rn <= N` (or `< N`, `= 1`) right after ROW_NUMBER sets N.
+fn set_rank_limit(job: &mut JobPlan, predicate: &Arc<dyn PhysicalExpr>, lineage: &Lineages) {
+    let Some(KeyedPlan {
+        op: KeyedOp::TopN(spec),
+        ..
+    }) = job.keyed.as_mut()
+    else {
+        return;
+    };
+    if spec.limit != usize::MAX {
+        return;
+    }
+    let Some(binary) = predicate.downcast_ref::<BinaryExpr>() else {
+        return;
+    };
+    let is_rank = column_lineage(binary.left(), lineage) == Some(Lineage::RowNumber);
+    let value = binary
+        .right()
+        .downcast_ref::<Literal>()
+        .and_then(|l| match l.value() {
+            ScalarValue::UInt64(Some(v)) => Some(*v as usize),
+            ScalarValue::Int64(Some(v)) if *v >= 0 => Some(*v as usize),
+            _ => None,
+        });
+    let (true, Some(v)) = (is_rank, value) else {
+        return;
+    };
+    spec.limit = match binary.op() {
+        Operator::LtEq => v,
+        Operator::Lt => v.saturating_sub(1),
+        Operator::Eq if v == 1 => 1,
+        _ => return,
+    };
 }
 
 fn push_step(job: &mut JobPlan, step: Step) {
@@ -214,7 +336,7 @@ fn add_aggregate(job: &mut JobPlan, agg: &AggregateExec, lineage: &Lineages) -> 
     job.keyed = Some(KeyedPlan {
         session,
         input_schema: agg.input_schema(),
-        agg: spec,
+        op: KeyedOp::Aggregate(spec),
         post: Chain::default(),
     });
     let mut out = group_lineage;

@@ -30,10 +30,11 @@ use crate::agg::Aggregate;
 use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{Result, StreamError};
 use crate::ops::{Chain, Operator, Step};
-use crate::plan::{JobPlan, KeyedPlan};
+use crate::plan::{JobPlan, KeyedOp, KeyedPlan};
 use crate::session::SessionOp;
 use crate::sink::{Sink, SinkTarget};
 use crate::source::TopicReader;
+use crate::topn::TopN;
 
 /// Batches in flight between two tasks.
 const CHANNEL_DEPTH: usize = 16;
@@ -509,7 +510,7 @@ impl Exchange {
                     .collect();
                 (keys, windowed.clone())
             }
-            _ => (k.agg.group_exprs.clone(), k.input_schema.clone()),
+            _ => (k.keys(), k.input_schema.clone()),
         };
         let fields = keys
             .iter()
@@ -701,7 +702,10 @@ impl Stage {
             steps.extend(job.pre.0.iter().cloned());
             ops.push(Box::new(Chain(steps)));
         }
-        ops.push(Box::new(Aggregate::new(plan.agg.clone())?));
+        ops.push(match &plan.op {
+            KeyedOp::Aggregate(spec) => Box::new(Aggregate::new(spec.clone())?),
+            KeyedOp::TopN(spec) => Box::new(TopN::new(spec.clone())?),
+        });
         Ok(Stage { ops })
     }
 

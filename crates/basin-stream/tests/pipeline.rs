@@ -413,3 +413,54 @@ async fn session_windows_stream_equals_batch_equals_expected() {
     run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
     assert_same("batch", &rows(batch_dir.path(), query).await, &expected);
 }
+
+/// ROW_NUMBER top-N and de-duplication (two jobs of one pipeline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn row_number_top_n_and_dedup_stream_equals_batch_equals_expected() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let mut events = bids(3000);
+    // Distinct prices, so ranks have no ties.
+    events
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| b.price = (i as i64 * 7919) % 100_000 + 11);
+    produce(&brokers, "ranked", &events).await;
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP)
+           STORED AS TOPIC LOCATION 'ranked' OPTIONS ('brokers' '{brokers}');
+         CREATE TABLE IF NOT EXISTS lake.top3 (auction BIGINT, price BIGINT, rn BIGINT);
+         CREATE TABLE IF NOT EXISTS lake.latest (auction BIGINT, price BIGINT);
+         INSERT INTO lake.top3 SELECT auction, price, rn FROM (
+           SELECT auction, price, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids
+         ) WHERE rn <= 3;
+         INSERT INTO lake.latest SELECT auction, price FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY date_time DESC, price) AS rn FROM bids
+         ) WHERE rn = 1;"
+    );
+    let mut by_auction: BTreeMap<i64, Vec<&Bid>> = BTreeMap::new();
+    for b in &events {
+        by_auction.entry(b.auction).or_default().push(b);
+    }
+    let mut top3 = Vec::new();
+    let mut latest = Vec::new();
+    for (a, list) in &mut by_auction {
+        list.sort_by_key(|b| -b.price);
+        for (i, b) in list.iter().take(3).enumerate() {
+            top3.push(format!("{a},{},{}", b.price, i + 1));
+        }
+        let last = list.iter().max_by_key(|b| (b.time, -b.price)).unwrap();
+        latest.push(format!("{a},{}", last.price));
+    }
+    top3.sort();
+    latest.sort();
+    for mode in [Mode::Stream, Mode::Batch] {
+        let dir = tempfile::tempdir().unwrap();
+        run(&sql, &options(dir.path(), mode, 2)).await;
+        let what = format!("{mode:?}");
+        let got = rows(dir.path(), "SELECT auction, price, rn FROM lake.top3").await;
+        assert_same(&what, &got, &top3);
+        let got = rows(dir.path(), "SELECT auction, price FROM lake.latest").await;
+        assert_same(&what, &got, &latest);
+    }
+}

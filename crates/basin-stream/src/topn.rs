@@ -1,0 +1,191 @@
+//! `ROW_NUMBER() OVER (PARTITION BY k ORDER BY o) ... WHERE rn <= N` on a
+//! stream: per key, the first N rows by the ordering seen so far (N = 1 is
+//! de-duplication: the first, or with `DESC` the latest, row per key). The
+//! result is an upsert stream keyed by (k, rn): rows of keys that changed
+//! are emitted again with their ranks at each tick, or, into sinks that
+//! cannot take updates, once at the end of a bounded run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, UInt64Array};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+
+use crate::error::Result;
+use crate::ops::Operator;
+
+/// What a top-N stage computes.
+#[derive(Debug, Clone)]
+pub struct TopNSpec {
+    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    pub order_by: Vec<PhysicalSortExpr>,
+    pub limit: usize,
+    pub input_schema: SchemaRef,
+    /// The input's columns and the row number (UInt64).
+    pub output_schema: SchemaRef,
+    /// Emit changed keys at each tick (else only at the end of input).
+    pub updating: bool,
+}
+
+/// One kept row: its ordering bytes, then the whole row's bytes.
+type Ranked = (Box<[u8]>, Box<[u8]>);
+
+pub struct TopN {
+    spec: TopNSpec,
+    keys: RowConverter,
+    order: RowConverter,
+    rows: RowConverter,
+    groups: HashMap<Box<[u8]>, Vec<Ranked>>,
+    dirty: HashSet<Box<[u8]>>,
+}
+
+impl TopN {
+    pub fn new(spec: TopNSpec) -> Result<TopN> {
+        let schema = &spec.input_schema;
+        let field = |e: &Arc<dyn PhysicalExpr>| e.data_type(schema);
+        let keys = spec
+            .partition_by
+            .iter()
+            .map(|e| field(e).map(SortField::new))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let order = spec
+            .order_by
+            .iter()
+            .map(|s| field(&s.expr).map(|t| SortField::new_with_options(t, s.options)))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let rows = schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(TopN {
+            keys: RowConverter::new(keys)?,
+            order: RowConverter::new(order)?,
+            rows: RowConverter::new(rows)?,
+            spec,
+            groups: HashMap::new(),
+            dirty: HashSet::new(),
+        })
+    }
+
+    fn convert(&self, batch: &RecordBatch) -> Result<(Rows, Rows, Rows)> {
+        let n = batch.num_rows();
+        let eval = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(n));
+        let keys: Vec<ArrayRef> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(eval)
+            .collect::<datafusion::common::Result<_>>()?;
+        let order: Vec<ArrayRef> = self
+            .spec
+            .order_by
+            .iter()
+            .map(|s| eval(&s.expr))
+            .collect::<datafusion::common::Result<_>>()?;
+        Ok((
+            self.keys.convert_columns(&keys)?,
+            self.order.convert_columns(&order)?,
+            self.rows.convert_columns(batch.columns())?,
+        ))
+    }
+
+    /// Offer every row of `batch`; `mark` records keys whose top N changed.
+    fn offer(&mut self, batch: &RecordBatch, mark: bool) -> Result<()> {
+        let (keys, order, rows) = self.convert(batch)?;
+        for i in 0..batch.num_rows() {
+            let candidate: Ranked = (order.row(i).as_ref().into(), rows.row(i).as_ref().into());
+            let list = self.groups.entry(keys.row(i).as_ref().into()).or_default();
+            let at = list.partition_point(|r| *r <= candidate);
+            if at >= self.spec.limit {
+                continue;
+            }
+            list.insert(at, candidate);
+            list.truncate(self.spec.limit);
+            if mark {
+                self.dirty.insert(keys.row(i).as_ref().into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The kept rows of `keys` (all keys when `None`), with their ranks.
+    fn rows_of(&self, keys: Option<&HashSet<Box<[u8]>>>, ranked: bool) -> Result<RecordBatch> {
+        let parser = self.rows.parser();
+        let mut picked = Vec::new();
+        let mut ranks = Vec::new();
+        for (key, list) in &self.groups {
+            if keys.is_some_and(|k| !k.contains(key)) {
+                continue;
+            }
+            for (rank, (_, row)) in list.iter().enumerate() {
+                picked.push(parser.parse(row));
+                ranks.push(rank as u64 + 1);
+            }
+        }
+        let mut columns = self.rows.convert_rows(picked)?;
+        let schema = if ranked {
+            columns.push(Arc::new(UInt64Array::from(ranks)));
+            self.spec.output_schema.clone()
+        } else {
+            self.spec.input_schema.clone()
+        };
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    fn emit_dirty(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let batch = self.rows_of(Some(&dirty), true)?;
+        if batch.num_rows() > 0 {
+            out.push(batch);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for TopN {
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.offer(&batch, true)
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
+        if watermark == i64::MAX {
+            self.emit_dirty(out)?;
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        if self.spec.updating {
+            self.emit_dirty(out)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<RecordBatch>> {
+        // Emitted (updating) or not yet (final): the dirty set is saved by
+        // emitting only at ticks and barriers, so it is empty in updating
+        // mode; in final mode every key is dirty until the end.
+        let mut state = self.rows_of(None, false)?;
+        if !self.spec.updating {
+            let mut metadata = state.schema().metadata().clone();
+            metadata.insert("basin.all_dirty".into(), "true".into());
+            let schema = Arc::new(state.schema().as_ref().clone().with_metadata(metadata));
+            state = RecordBatch::try_new(schema, state.columns().to_vec())?;
+        }
+        Ok(Some(state))
+    }
+
+    fn restore(&mut self, state: &RecordBatch) -> Result<()> {
+        self.groups.clear();
+        let mark = state.schema().metadata().contains_key("basin.all_dirty");
+        let state = RecordBatch::try_new(self.spec.input_schema.clone(), state.columns().to_vec())?;
+        self.offer(&state, mark)
+    }
+}
