@@ -54,6 +54,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    // Transactions: the versions before KIP-890 (which needs the
+    // TRANSACTION_ABORTABLE code and server-side epoch bumps per transaction).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// Supported version range of `api`, if served.
@@ -87,6 +93,10 @@ pub enum Request {
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     DescribeConfigs(DescribeConfigsRequest),
     CreatePartitions(CreatePartitionsRequest),
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    EndTxn(EndTxnRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
 }
 
 /// A request frame (without its 4-byte length prefix), decoded.
@@ -165,6 +175,10 @@ fn decode_body(api: ApiKey, buf: &mut Bytes, v: i16) -> Result<Request, CodecErr
         ApiKey::OffsetForLeaderEpoch => R::OffsetForLeaderEpoch(body(buf, api, v)?),
         ApiKey::DescribeConfigs => R::DescribeConfigs(body(buf, api, v)?),
         ApiKey::CreatePartitions => R::CreatePartitions(body(buf, api, v)?),
+        ApiKey::AddPartitionsToTxn => R::AddPartitionsToTxn(body(buf, api, v)?),
+        ApiKey::AddOffsetsToTxn => R::AddOffsetsToTxn(body(buf, api, v)?),
+        ApiKey::EndTxn => R::EndTxn(body(buf, api, v)?),
+        ApiKey::TxnOffsetCommit => R::TxnOffsetCommit(body(buf, api, v)?),
         _ => return Err(CodecError::UnknownApi(api as i16)),
     })
 }

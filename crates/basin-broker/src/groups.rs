@@ -379,26 +379,43 @@ impl GroupCoordinator {
         if check != errors::NONE {
             return vec![check; offsets.len()];
         }
+        let n = offsets.len();
+        match self.store_offsets(group_id, offsets) {
+            Ok(()) => vec![errors::NONE; n],
+            Err(e) => {
+                warn!(group = group_id, error = %e, "could not persist committed offsets");
+                vec![errors::UNKNOWN_SERVER_ERROR; n]
+            }
+        }
+    }
+
+    /// Persist and apply committed offsets without membership checks (a
+    /// committed transaction's offsets).
+    pub fn store_offsets(
+        &self,
+        group_id: &str,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> Result<(), basin_log::LogError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
         let entries: Vec<_> = offsets
             .iter()
             .map(|(t, p, c)| (group_id, t.as_str(), *p, Some(c)))
             .collect();
-        let persisted = offsets_log::append(&self.log, &entries);
-        let n = entries.len();
+        offsets_log::append(&self.log, &entries)?;
         drop(entries);
-        if let Err(e) = persisted {
-            warn!(group = group_id, error = %e, "could not persist committed offsets");
-            return vec![errors::UNKNOWN_SERVER_ERROR; n];
-        }
         let mut inner = self.inner.lock();
         let stored = inner.offsets.entry(group_id.to_string()).or_default();
         for (t, p, c) in offsets {
             stored.insert((t, p), c);
         }
-        vec![errors::NONE; n]
+        Ok(())
     }
 
-    fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    /// Whether `member_id` of `generation` may commit for the group (a
+    /// generation below 0 with no member id is a standalone commit).
+    pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
         if group_id.is_empty() {
             return errors::INVALID_GROUP_ID;
         }

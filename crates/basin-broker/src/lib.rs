@@ -1,5 +1,5 @@
 //! `basin-broker`: a Kafka wire-protocol broker over `basin-log`, with
-//! consumer groups and idempotent producers. Start one with
+//! consumer groups, idempotent producers and transactions. Start one with
 //! [`Broker::bind`] and [`Broker::serve`].
 
 pub mod codec;
@@ -10,6 +10,8 @@ mod handlers;
 mod offsets_log;
 mod server;
 mod state;
+mod transactions;
+mod txn_log;
 
 pub use config::BrokerConfig;
 
@@ -80,6 +82,7 @@ impl Broker {
             tokio::spawn(server::flush_loop(self.state.clone())),
             tokio::spawn(server::retention_loop(self.state.clone())),
             tokio::spawn(server::group_loop(self.state.clone())),
+            tokio::spawn(server::txn_loop(self.state.clone())),
         ];
         shutdown.await;
         for task in &tasks {

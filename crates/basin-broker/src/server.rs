@@ -1,7 +1,7 @@
 //! The TCP side: accept connections, read length-prefixed frames, hand them
 //! to the handlers in order, write responses. One bad connection never
-//! affects another; background tasks flush logs, apply retention and expire
-//! group members.
+//! affects another; background tasks flush logs, apply retention, expire
+//! group members and abort transactions past their timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,6 +100,22 @@ pub async fn group_loop(state: Arc<BrokerState>) {
     loop {
         tick.tick().await;
         state.groups.tick(Instant::now());
+    }
+}
+
+/// Abort transactions past their timeout (and retry prepared ones).
+pub async fn txn_loop(state: Arc<BrokerState>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let ended =
+            tokio::task::spawn_blocking(move || s.txns.expire(&s.txn_context(), now_millis()))
+                .await
+                .unwrap_or(0);
+        if ended > 0 {
+            state.notify_appended();
+        }
     }
 }
 

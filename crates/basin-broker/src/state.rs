@@ -1,5 +1,6 @@
 //! State shared by every connection of a broker: the log store, consumer
-//! groups, the producer-id allocator and a signal for long-polling fetches.
+//! groups, the transaction coordinator, the producer-id allocator and a
+//! signal for long-polling fetches.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::groups::GroupCoordinator;
+use crate::transactions::{self, TxnContext, TxnCoordinator};
 
 /// Producer ids are persisted in blocks of this size so a restart never
 /// hands out an id twice without an fsync per id.
@@ -19,6 +21,7 @@ pub struct BrokerState {
     pub config: BrokerConfig,
     pub store: Arc<LogStore>,
     pub groups: GroupCoordinator,
+    pub txns: TxnCoordinator,
     /// Host and port clients should connect to.
     pub advertised: (String, i32),
     pub cluster_id: String,
@@ -79,17 +82,29 @@ impl BrokerState {
             }
         }
         let groups = GroupCoordinator::open(store.clone())?;
+        let txns = TxnCoordinator::open(store.clone())?;
         let producer_ids = ProducerIds::open(config.data_dir.join("producer-ids"))?;
         let cluster_id = cluster_id(&config)?;
-        Ok(BrokerState {
+        let state = BrokerState {
             config,
             store,
             groups,
+            txns,
             advertised,
             cluster_id,
             appended: watch::channel(0).0,
             producer_ids,
-        })
+        };
+        state.txns.recover(&state.txn_context());
+        Ok(state)
+    }
+
+    /// What the transaction coordinator needs from the rest of the broker.
+    pub fn txn_context(&self) -> TxnContext<'_> {
+        TxnContext {
+            groups: &self.groups,
+            ids: self,
+        }
     }
 
     pub fn next_producer_id(&self) -> std::io::Result<i64> {
@@ -103,6 +118,12 @@ impl BrokerState {
 
     pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+}
+
+impl transactions::ProducerIds for BrokerState {
+    fn next_producer_id(&self) -> std::io::Result<i64> {
+        self.producer_ids.allocate()
     }
 }
 

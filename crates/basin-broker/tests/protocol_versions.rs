@@ -2,50 +2,20 @@
 //! a response that decodes at that version: a guard against advertising a
 //! version whose response we cannot encode.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use basin_broker::codec::SUPPORTED;
 use basin_broker::{Broker, BrokerConfig};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use common::{roundtrip, topic, txn_id};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
-fn roundtrip<Req: Encodable, Resp: Decodable>(
-    conn: &mut TcpStream,
-    api: ApiKey,
-    version: i16,
-    req: &Req,
-) -> Resp {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(i32::from(version) + 1000)
-        .with_client_id(Some(StrBytes::from_static_str("versions-test")))
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    req.encode(&mut buf, version).unwrap();
-    conn.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
-    conn.write_all(&buf).unwrap();
-    let mut len = [0u8; 4];
-    conn.read_exact(&mut len)
-        .unwrap_or_else(|e| panic!("{api:?} v{version}: no response: {e}"));
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    conn.read_exact(&mut body).unwrap();
-    let mut body = Bytes::from(body);
-    let header = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-    assert_eq!(
-        header.correlation_id,
-        i32::from(version) + 1000,
-        "{api:?} v{version}"
-    );
-    Resp::decode(&mut body, version).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
+/// INVALID_PRODUCER_ID_MAPPING: a transactional id nobody initialised.
+const UNKNOWN_TXN: i16 = 49;
 
 fn exercise(conn: &mut TcpStream, api: ApiKey, v: i16) {
     match api {
@@ -100,8 +70,20 @@ fn exercise(conn: &mut TcpStream, api: ApiKey, v: i16) {
             } else {
                 req.with_key(StrBytes::from_static_str("g"))
             };
-            let r: FindCoordinatorResponse = roundtrip(conn, api, v, &req);
+            let r: FindCoordinatorResponse = roundtrip(conn, api, v, &req.clone());
             assert!(r.port > 0 || r.coordinators.first().is_some_and(|c| c.port > 0));
+            if v >= 1 {
+                // Key types exist from v1: 1 is a transactional id, 2 is unknown.
+                let r: FindCoordinatorResponse =
+                    roundtrip(conn, api, v, &req.clone().with_key_type(1));
+                assert!(r.port > 0 || r.coordinators.first().is_some_and(|c| c.port > 0));
+                let r: FindCoordinatorResponse = roundtrip(conn, api, v, &req.with_key_type(2));
+                let code = r
+                    .coordinators
+                    .first()
+                    .map_or(r.error_code, |c| c.error_code);
+                assert_eq!(code, 42, "v{v}: {r:?}");
+            }
         }
         ApiKey::JoinGroup => {
             let r: JoinGroupResponse = roundtrip(conn, api, v, &JoinGroupRequest::default());
@@ -159,6 +141,58 @@ fn exercise(conn: &mut TcpStream, api: ApiKey, v: i16) {
                     .with_producer_epoch(-1),
             );
             assert!(r.producer_id.0 >= 0, "v{v}: {r:?}");
+            let txn: InitProducerIdResponse = roundtrip(
+                conn,
+                api,
+                v,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(txn_id("versions")))
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            );
+            assert_eq!(txn.error_code, 0, "v{v}: {txn:?}");
+            assert_eq!(txn.producer_epoch, v, "one bump per call: v{v}: {txn:?}");
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let req = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn_id("nobody"))
+                .with_v3_and_below_producer_id(ProducerId(1))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic("versions"))
+                        .with_partitions(vec![0]),
+                ]);
+            let r: AddPartitionsToTxnResponse = roundtrip(conn, api, v, &req);
+            let p = &r.results_by_topic_v3_and_below[0].results_by_partition[0];
+            assert_eq!(p.partition_error_code, UNKNOWN_TXN, "v{v}");
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id("nobody"))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")));
+            let r: AddOffsetsToTxnResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.error_code, UNKNOWN_TXN, "v{v}");
+        }
+        ApiKey::EndTxn => {
+            let req = EndTxnRequest::default().with_transactional_id(txn_id("nobody"));
+            let r: EndTxnResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.error_code, UNKNOWN_TXN, "v{v}");
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn_id("nobody"))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic("versions"))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_committed_offset(1),
+                        ]),
+                ]);
+            let r: TxnOffsetCommitResponse = roundtrip(conn, api, v, &req);
+            assert_eq!(r.topics[0].partitions[0].error_code, UNKNOWN_TXN, "v{v}");
         }
         ApiKey::OffsetForLeaderEpoch => {
             let _: OffsetForLeaderEpochResponse =

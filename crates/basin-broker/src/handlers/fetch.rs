@@ -1,9 +1,13 @@
 //! Reading: Fetch (long-polling with min bytes / max wait, whole batches as
-//! stored), ListOffsets and OffsetForLeaderEpoch.
+//! stored), ListOffsets and OffsetForLeaderEpoch. `read_committed` readers
+//! (isolation level 1) see only what lies below the last stable offset, and
+//! Fetch names the aborted transactions of what it returns so that clients
+//! drop their records; control batches are served as stored (clients skip
+//! them).
 
 use std::time::{Duration, Instant};
 
-use basin_log::{LogError, ReadLimit};
+use basin_log::{AbortedTxn, LogError, ReadLimit};
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 
@@ -35,13 +39,14 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
     };
     let mut total = 0;
     let mut failed = false;
+    let committed = req.isolation_level == READ_COMMITTED;
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let log = state.store.topic(topic.topic.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let max = (p.partition_max_bytes.max(0) as usize).min(budget);
-            let data = read_partition(log.as_deref(), p, max);
+            let data = read_partition(log.as_deref(), p, max, committed);
             let n = data.records.as_ref().map_or(0, |r| r.len());
             failed |= data.error_code != errors::NONE;
             total += n;
@@ -61,10 +66,25 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
     )
 }
 
+/// Kafka's isolation level of `read_committed` consumers.
+const READ_COMMITTED: i8 = 1;
+
+fn aborted_list(aborted: Vec<AbortedTxn>) -> Vec<fetch_response::AbortedTransaction> {
+    aborted
+        .into_iter()
+        .map(|a| {
+            fetch_response::AbortedTransaction::default()
+                .with_producer_id(ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
+}
+
 fn read_partition(
     topic: Option<&basin_log::Topic>,
     p: &fetch_request::FetchPartition,
     max: usize,
+    committed: bool,
 ) -> fetch_response::PartitionData {
     let data = fetch_response::PartitionData::default()
         .with_partition_index(p.partition)
@@ -75,18 +95,24 @@ fn read_partition(
         return data.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION);
     };
     if max == 0 {
-        let hw = log.high_watermark();
         return data
-            .with_high_watermark(hw)
-            .with_last_stable_offset(hw)
+            .with_high_watermark(log.high_watermark())
+            .with_last_stable_offset(log.last_stable_offset())
             .with_log_start_offset(log.log_start_offset())
+            .with_aborted_transactions(committed.then(Vec::new))
             .with_records(Some(Bytes::new()));
     }
-    match log.read(p.fetch_offset, max, ReadLimit::HighWatermark) {
+    let limit = if committed {
+        ReadLimit::LastStable
+    } else {
+        ReadLimit::HighWatermark
+    };
+    match log.read(p.fetch_offset, max, limit) {
         Ok(read) => data
             .with_high_watermark(read.high_watermark)
-            .with_last_stable_offset(read.high_watermark)
+            .with_last_stable_offset(read.last_stable_offset)
             .with_log_start_offset(read.log_start_offset)
+            .with_aborted_transactions(committed.then(|| aborted_list(read.aborted)))
             .with_records(Some(Bytes::from(read.records))),
         Err(LogError::OffsetOutOfRange { .. }) => data
             .with_error_code(errors::OFFSET_OUT_OF_RANGE)
@@ -101,13 +127,16 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-/// ListOffsets: earliest, latest (the high watermark), by timestamp, or the
-/// record with the largest timestamp.
+/// ListOffsets: earliest, latest (the high watermark, or the last stable
+/// offset for `read_committed`), by timestamp, or the record with the
+/// largest timestamp (nothing at or past the last stable offset for
+/// `read_committed`).
 pub fn list_offsets(
     state: &BrokerState,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let committed = version >= 2 && req.isolation_level == READ_COMMITTED;
     let topics = req
         .topics
         .iter()
@@ -116,7 +145,7 @@ pub fn list_offsets(
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| list_partition(topic.as_deref(), p, version))
+                .map(|p| list_partition(topic.as_deref(), p, version, committed))
                 .collect();
             list_offsets_response::ListOffsetsTopicResponse::default()
                 .with_name(t.name.clone())
@@ -130,6 +159,7 @@ fn list_partition(
     topic: Option<&basin_log::Topic>,
     p: &list_offsets_request::ListOffsetsPartition,
     version: i16,
+    committed: bool,
 ) -> list_offsets_response::ListOffsetsPartitionResponse {
     let response = list_offsets_response::ListOffsetsPartitionResponse::default()
         .with_partition_index(p.partition_index)
@@ -144,15 +174,22 @@ fn list_partition(
     } else {
         -1
     };
+    let (latest, bound) = if committed {
+        (log.last_stable_offset(), log.last_stable_offset())
+    } else {
+        (log.high_watermark(), i64::MAX)
+    };
     let found = match p.timestamp {
         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
-        LATEST => Ok(Some((log.high_watermark(), -1))),
+        LATEST => Ok(Some((latest, -1))),
         MAX_TIMESTAMP => {
             let ts = log.max_timestamp();
             log.offset_for_timestamp(ts)
                 .map(|hit| hit.or(Some((-1, -1))))
         }
-        ts => log.offset_for_timestamp(ts),
+        ts => log
+            .offset_for_timestamp(ts)
+            .map(|hit| hit.filter(|&(offset, _)| offset < bound)),
     };
     match found {
         Ok(Some((offset, ts))) => response

@@ -12,7 +12,8 @@ use crate::errors;
 use crate::groups::{Committed, JoinParams, JoinResult, Pending, SyncResult};
 use crate::state::BrokerState;
 
-/// Every group and transaction is coordinated by this node.
+/// Every group (key type 0) and transaction (key type 1) is coordinated by
+/// this node.
 pub fn find_coordinator(
     state: &BrokerState,
     req: FindCoordinatorRequest,
@@ -20,6 +21,9 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let (host, port) = (str_bytes(state.advertised.0.clone()), state.advertised.1);
     let node = BrokerId(state.config.node_id);
+    if !matches!(req.key_type, 0 | 1) {
+        return invalid_key_type(req, version);
+    }
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -38,6 +42,31 @@ pub fn find_coordinator(
         .with_node_id(node)
         .with_host(host)
         .with_port(port)
+}
+
+fn invalid_key_type(req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let message = Some(str_bytes(format!("unknown key type {}", req.key_type)));
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                find_coordinator_response::Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(errors::INVALID_REQUEST)
+                    .with_error_message(message.clone())
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    // The error message is on the wire from v1.
+    FindCoordinatorResponse::default()
+        .with_error_code(errors::INVALID_REQUEST)
+        .with_error_message(message.filter(|_| version >= 1))
+        .with_node_id(BrokerId(-1))
+        .with_port(-1)
 }
 
 async fn settle<T: Default>(
@@ -241,8 +270,8 @@ pub fn offset_commit(state: &BrokerState, req: OffsetCommitRequest) -> OffsetCom
 }
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
-/// Committed offsets of one topic: `(partition, offset if any)`.
-type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+/// Committed offsets of one topic: `(partition, offset if any, error code)`.
+type TopicOffsets = (String, Vec<(i32, Option<Committed>, i16)>);
 
 /// OffsetFetch: one group before v8, several from v8 on.
 pub fn offset_fetch(
@@ -256,14 +285,16 @@ pub fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                 .collect()
         });
-        let topics = fetched(state, req.group_id.0.as_str(), wanted)
+        let stable = version >= 7 && req.require_stable;
+        let topics = fetched(state, req.group_id.0.as_str(), wanted, stable)
             .into_iter()
             .map(|(name, parts)| {
                 let partitions = parts
                     .into_iter()
-                    .map(|(p, c)| {
+                    .map(|(p, c, code)| {
                         offset_fetch_response::OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
+                            .with_error_code(code)
                             .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
                             .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
                             .with_metadata(Some(str_bytes(
@@ -278,27 +309,33 @@ pub fn offset_fetch(
             .collect();
         return OffsetFetchResponse::default().with_topics(topics);
     }
-    let groups = req.groups.iter().map(|g| fetched_group(state, g)).collect();
+    let groups = req
+        .groups
+        .iter()
+        .map(|g| fetched_group(state, g, req.require_stable))
+        .collect();
     OffsetFetchResponse::default().with_groups(groups)
 }
 
 fn fetched_group(
     state: &BrokerState,
     g: &offset_fetch_request::OffsetFetchRequestGroup,
+    stable: bool,
 ) -> offset_fetch_response::OffsetFetchResponseGroup {
     let wanted: Wanted = g.topics.as_ref().map(|ts| {
         ts.iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let topics = fetched(state, g.group_id.0.as_str(), wanted)
+    let topics = fetched(state, g.group_id.0.as_str(), wanted, stable)
         .into_iter()
         .map(|(name, parts)| {
             let partitions = parts
                 .into_iter()
-                .map(|(p, c)| {
+                .map(|(p, c, code)| {
                     offset_fetch_response::OffsetFetchResponsePartitions::default()
                         .with_partition_index(p)
+                        .with_error_code(code)
                         .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
                         .with_committed_leader_epoch(c.as_ref().map_or(-1, |c| c.leader_epoch))
                         .with_metadata(Some(str_bytes(c.map(|c| c.metadata).unwrap_or_default())))
@@ -315,13 +352,26 @@ fn fetched_group(
 }
 
 /// Committed offsets grouped by topic, in request order (or by name).
-fn fetched(state: &BrokerState, group: &str, wanted: Wanted) -> Vec<TopicOffsets> {
+/// With `stable` (`require_stable`, KIP-447), a partition with offsets
+/// pending in an open transaction answers UNSTABLE_OFFSET_COMMIT (the
+/// client retries).
+fn fetched(state: &BrokerState, group: &str, wanted: Wanted, stable: bool) -> Vec<TopicOffsets> {
+    let pending = if stable {
+        state.txns.pending_offsets(group)
+    } else {
+        Default::default()
+    };
     let rows = state.groups.committed(group, wanted.as_deref());
     let mut out: Vec<TopicOffsets> = Vec::new();
     for (topic, p, c) in rows {
+        let code = if pending.contains(&(topic.clone(), p)) {
+            errors::UNSTABLE_OFFSET_COMMIT
+        } else {
+            errors::NONE
+        };
         match out.iter_mut().find(|(t, _)| *t == topic) {
-            Some((_, parts)) => parts.push((p, c)),
-            None => out.push((topic, vec![(p, c)])),
+            Some((_, parts)) => parts.push((p, c, code)),
+            None => out.push((topic, vec![(p, c, code)])),
         }
     }
     out

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod group;
 pub mod meta;
 pub mod produce;
+pub mod txn;
 
 use bytes::Bytes;
 use kafka_protocol::messages::TopicName;
@@ -43,7 +44,13 @@ pub async fn handle(state: &BrokerState, frame: Frame) -> Result<Option<Bytes>, 
             }
             enc(api, v, cid, &response)
         }
-        Request::InitProducerId(r) => enc(api, v, cid, &produce::init_producer_id(state, r)),
+        Request::InitProducerId(r) => enc(api, v, cid, &produce::init_producer_id(state, r, v)),
+        Request::AddPartitionsToTxn(r) => {
+            enc(api, v, cid, &txn::add_partitions_to_txn(state, r, v))
+        }
+        Request::AddOffsetsToTxn(r) => enc(api, v, cid, &txn::add_offsets_to_txn(state, r, v)),
+        Request::EndTxn(r) => enc(api, v, cid, &txn::end_txn(state, r, v)),
+        Request::TxnOffsetCommit(r) => enc(api, v, cid, &txn::txn_offset_commit(state, r, v)),
         Request::Fetch(r) => enc(api, v, cid, &fetch::fetch(state, r).await),
         Request::ListOffsets(r) => enc(api, v, cid, &fetch::list_offsets(state, r, v)),
         Request::OffsetForLeaderEpoch(r) => {

@@ -1,10 +1,13 @@
 //! Produce and InitProducerId: validate and append record batches, with
-//! idempotent de-duplication done by the log.
+//! idempotent de-duplication done by the log and transactional batches
+//! checked against the transaction coordinator.
 
+use basin_log::batch::{self, BatchHeader};
+use basin_log::AppendInfo;
 use kafka_protocol::messages::*;
 use tracing::warn;
 
-use super::str_bytes;
+use super::{str_bytes, txn};
 use crate::errors;
 use crate::state::BrokerState;
 
@@ -13,21 +16,17 @@ pub const LEADER_EPOCH: i32 = 0;
 
 /// Append every partition's records; the high watermark moves to the log
 /// end right after the write (one replica), and waiting fetches wake up.
+/// Transactional batches are accepted only for partitions of their
+/// producer's ongoing transaction, at its current epoch.
 pub async fn produce(state: &BrokerState, req: ProduceRequest) -> ProduceResponse {
-    if req.transactional_id.is_some() {
-        return reject_all(
-            req,
-            errors::INVALID_REQUEST,
-            "transactions are not supported",
-        );
-    }
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.0.to_string());
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.as_str().to_string();
         let partitions = topic
             .partition_data
             .into_iter()
-            .map(|p| produce_partition(state, &name, p))
+            .map(|p| produce_partition(state, &name, transactional_id.as_deref(), p))
             .collect();
         responses.push(
             produce_response::TopicProduceResponse::default()
@@ -39,9 +38,13 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest) -> ProduceRespons
     ProduceResponse::default().with_responses(responses)
 }
 
+/// Why a produce to one partition failed: a Kafka error code and a message.
+type Refusal = (i16, String);
+
 fn produce_partition(
     state: &BrokerState,
     topic: &str,
+    transactional_id: Option<&str>,
     p: produce_request::PartitionProduceData,
 ) -> produce_response::PartitionProduceResponse {
     let response = produce_response::PartitionProduceResponse::default()
@@ -58,9 +61,21 @@ fn produce_partition(
         return response.with_error_code(errors::CORRUPT_MESSAGE);
     };
     let mut records = records.to_vec();
+    let identity = transactional_identity(&records);
     // A write to the page cache (and an fsync under `every-batch`): short
     // enough to run on the request task.
-    let outcome = log.append(&mut records, LEADER_EPOCH);
+    let mut append = || {
+        log.append(&mut records, LEADER_EPOCH)
+            .map_err(|e| (errors::from_log(&e), e.to_string()))
+    };
+    let outcome = match identity {
+        Ok(None) => append(),
+        Ok(Some((pid, epoch))) => {
+            let partition = (topic.to_string(), p.index);
+            append_in_txn(state, transactional_id, pid, epoch, &partition, append)
+        }
+        Err(reason) => Err((errors::INVALID_RECORD, reason)),
+    };
     match outcome {
         Ok(info) => {
             log.set_high_watermark(info.log_end_offset);
@@ -68,47 +83,68 @@ fn produce_partition(
                 .with_base_offset(info.base_offset)
                 .with_log_start_offset(log.log_start_offset())
         }
-        Err(e) => {
-            warn!(topic, partition = p.index, error = %e, "produce rejected");
+        Err((code, message)) => {
+            warn!(topic, partition = p.index, code, %message, "produce rejected");
             response
-                .with_error_code(errors::from_log(&e))
-                .with_error_message(Some(str_bytes(e.to_string())))
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message)))
                 .with_base_offset(-1)
         }
     }
 }
 
-fn reject_all(req: ProduceRequest, code: i16, message: &str) -> ProduceResponse {
-    let responses = req
-        .topic_data
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partition_data
-                .iter()
-                .map(|p| {
-                    produce_response::PartitionProduceResponse::default()
-                        .with_index(p.index)
-                        .with_error_code(code)
-                        .with_error_message(Some(str_bytes(message)))
-                })
-                .collect();
-            produce_response::TopicProduceResponse::default()
-                .with_name(t.name)
-                .with_partition_responses(partitions)
-        })
-        .collect();
-    ProduceResponse::default().with_responses(responses)
+/// Producer id and epoch of a request's transactional batches, `None` for
+/// plain ones; transactional and plain batches, or several producers, may
+/// not be mixed in one partition's records.
+fn transactional_identity(records: &[u8]) -> Result<Option<(i64, i16)>, String> {
+    let headers: Vec<BatchHeader> = batch::headers(records).map(|(_, h)| h).collect();
+    let Some(first) = headers.iter().find(|h| h.is_transactional()) else {
+        return Ok(None);
+    };
+    let same = |h: &BatchHeader| {
+        h.is_transactional()
+            && h.producer_id == first.producer_id
+            && h.producer_epoch == first.producer_epoch
+    };
+    if headers.iter().all(same) {
+        Ok(Some((first.producer_id, first.producer_epoch)))
+    } else {
+        Err("transactional batches mixed with other batches".into())
+    }
+}
+
+fn append_in_txn(
+    state: &BrokerState,
+    transactional_id: Option<&str>,
+    producer_id: i64,
+    epoch: i16,
+    partition: &(String, i32),
+    append: impl FnOnce() -> Result<AppendInfo, Refusal>,
+) -> Result<AppendInfo, Refusal> {
+    let Some(id) = transactional_id else {
+        return Err((
+            errors::INVALID_REQUEST,
+            "transactional batches need a transactional id".into(),
+        ));
+    };
+    state
+        .txns
+        .produce(id, producer_id, epoch, partition, append)
+        .map_err(|e| (txn::code(&e, errors::INVALID_PRODUCER_EPOCH), e.to_string()))?
 }
 
 /// InitProducerId for idempotent producers: a fresh id, or the same id with
-/// a bumped epoch when the client asks to bump its own.
-pub fn init_producer_id(state: &BrokerState, req: InitProducerIdRequest) -> InitProducerIdResponse {
+/// a bumped epoch when the client asks to bump its own. With a (non-empty)
+/// transactional id the transaction coordinator answers.
+pub fn init_producer_id(
+    state: &BrokerState,
+    req: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
-    if req.transactional_id.is_some() {
-        return response
-            .with_error_code(errors::INVALID_REQUEST)
-            .with_producer_id(ProducerId(-1));
+    if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        let id = id.0.to_string();
+        return txn::init_producer_id(state, &req, id, version);
     }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return response
