@@ -27,8 +27,8 @@ pub struct Manifest {
     /// Identifies the pipeline SQL the state belongs to.
     pub fingerprint: String,
     pub parallelism: usize,
-    /// Next offset to read, per source partition.
-    pub offsets: BTreeMap<i32, i64>,
+    /// Next offset to read, per source stage and partition (`stage:partition`).
+    pub offsets: BTreeMap<String, i64>,
     /// State file of each stateful operator, by `task-operator` key.
     pub states: BTreeMap<String, String>,
     /// Files the sink commits for this checkpoint.

@@ -8,6 +8,7 @@ pub mod agg;
 pub mod checkpoint;
 mod error;
 pub mod exec;
+pub mod join;
 pub mod ops;
 pub mod pipeline;
 pub mod plan;

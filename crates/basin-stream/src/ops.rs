@@ -17,6 +17,16 @@ use crate::error::{Result, StreamError};
 pub trait Operator: Send {
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()>;
 
+    /// A batch from input `input` (joins have two; others one).
+    fn on_input(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        self.on_batch(batch, out)
+    }
+
     /// Event time has passed `watermark` (ms): emit what is complete.
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {
         Ok(())

@@ -21,7 +21,7 @@ use tracing::info;
 
 use crate::agg::Trigger;
 use crate::error::{Result, StreamError};
-use crate::plan::{job_plan, KeyedOp};
+use crate::plan::{job_graph, Graph, KeyedOp, StageKind};
 use crate::runtime::{run_job, Fnv, JobConfig, JobStats};
 use crate::script::{Script, Statement, StatementKind, Watermark};
 use crate::sink::SinkTarget;
@@ -232,7 +232,7 @@ impl Pipeline {
         st: &Statement,
         n: usize,
         options: &RunOptions,
-    ) -> Result<(crate::plan::JobPlan, SinkTarget, JobConfig)> {
+    ) -> Result<(Graph, SinkTarget, JobConfig)> {
         let state = self.ctx().state();
         let logical = state.create_logical_plan(&st.sql).await?;
         let (query, sink) = match logical {
@@ -248,7 +248,7 @@ impl Pipeline {
         };
         let physical = state.create_physical_plan(&query).await?;
         tracing::debug!(plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(true), "stream plan");
-        let mut plan = job_plan(&physical)?;
+        let mut plan = job_graph(&physical)?;
         updating_or_final(&mut plan, &sink, options.bounded)?;
         let name = format!("{}-{n}", options.name);
         let config = JobConfig {
@@ -270,44 +270,40 @@ impl Pipeline {
     }
 }
 
-/// A GROUP BY without a window emits updates (upserts by its key) into
-/// topics and stdout; a lake table cannot take updates, so it gets the
-/// final rows at the end of a bounded run.
-fn updating_or_final(
-    plan: &mut crate::plan::JobPlan,
-    sink: &SinkTarget,
-    bounded: bool,
-) -> Result<()> {
-    let Some(keyed) = plan.keyed.as_mut() else {
-        return Ok(());
-    };
-    let updating = match &keyed.op {
-        KeyedOp::Aggregate(a) => a.trigger == Trigger::EndOfInput,
-        KeyedOp::TopN(_) => true,
-    };
-    if !updating {
-        return Ok(());
-    }
-    match sink {
-        SinkTarget::Lake { meta, .. } if !bounded => Err(StreamError::Unsupported(format!(
-            "GROUP BY without a window and ROW_NUMBER top-N keep updating their rows, and lake.{} cannot take updates; \
-             group by a window (TUMBLE, HOP), write to a topic, or run with --bounded",
-            meta.name
-        ))),
-        SinkTarget::Lake { .. } => {
-            if let KeyedOp::TopN(t) = &mut keyed.op {
-                t.updating = false;
-            }
-            Ok(())
+/// A GROUP BY without a window, and a ROW_NUMBER top-N, keep updating
+/// their rows. Feeding the sink, they emit updates (upserts by their key)
+/// into topics and stdout; a lake table cannot take updates, so it gets
+/// the final rows at the end of a bounded run. Feeding another stateful
+/// operator, they give their final rows at the end of a bounded run.
+fn updating_or_final(graph: &mut Graph, sink: &SinkTarget, bounded: bool) -> Result<()> {
+    let last = graph.stages.len() - 1;
+    for (s, stage) in graph.stages.iter_mut().enumerate() {
+        let StageKind::Keyed(keyed) = &mut stage.kind else {
+            continue;
+        };
+        let updating = match &keyed.op {
+            KeyedOp::Aggregate(a) => a.trigger == Trigger::EndOfInput,
+            KeyedOp::TopN(_) => true,
+            KeyedOp::Join(_) => false,
+        };
+        if !updating {
+            continue;
         }
-        _ => {
-            match &mut keyed.op {
-                KeyedOp::Aggregate(a) => a.trigger = Trigger::Updating,
-                KeyedOp::TopN(t) => t.updating = true,
-            }
-            Ok(())
+        let to_sink = s == last && !matches!(sink, SinkTarget::Lake { .. });
+        if !to_sink && !bounded {
+            return Err(StreamError::Unsupported(format!(
+                "GROUP BY without a window and ROW_NUMBER top-N keep updating their rows, and {} cannot take updates; \
+                 group by a window (TUMBLE, HOP, SESSION), write the result to a topic, or run with --bounded",
+                if s == last { sink.describe() } else { "another stateful operator".to_string() }
+            )));
+        }
+        match &mut keyed.op {
+            KeyedOp::Aggregate(a) if to_sink => a.trigger = Trigger::Updating,
+            KeyedOp::TopN(t) => t.updating = to_sink,
+            _ => {}
         }
     }
+    Ok(())
 }
 
 fn sink_target(name: String, provider: &dyn TableProvider) -> Result<SinkTarget> {

@@ -1,13 +1,16 @@
-//! Running one job. Source tasks (one thread each, owning some partitions)
-//! decode, assign windows and run the stateless steps; with a keyed stage
-//! they hash rows by group key to keyed tasks over bounded channels (a
-//! slow sink blocks its task, which blocks the sources: backpressure, not
-//! memory growth). The coordinator (the calling thread) injects checkpoint
-//! barriers into the sources; each task passes them on in order with its
-//! data, keyed tasks align them across inputs and save their state, sinks
-//! make their output durable, and the coordinator records the checkpoint
-//! and commits the sinks. A restarted job resumes from the newest
-//! checkpoint: offsets, state and sink commits.
+//! Running one job graph ([`crate::plan::Graph`]). Every stage runs as
+//! parallel tasks, one thread each: source tasks own some partitions of a
+//! topic, decode, assign windows and run the stage's stateless steps;
+//! keyed tasks run a stateful operator (aggregation, top-N, join) for the
+//! keys hashed to them. Between stages, rows travel over bounded channels
+//! (a slow sink blocks its task, which blocks the ones upstream:
+//! backpressure, not memory growth), routed by the consumer's key. The
+//! coordinator (the calling thread) injects checkpoint barriers into the
+//! sources; tasks pass them on in order with their data, keyed tasks align
+//! them across inputs and save their state, sinks make their output
+//! durable, and the coordinator records the checkpoint and commits the
+//! sinks. A restarted job resumes from the newest checkpoint: offsets,
+//! state and sink commits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hasher;
@@ -24,13 +27,16 @@ use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
 use tracing::{debug, info};
 
 use crate::agg::Aggregate;
 use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{Result, StreamError};
-use crate::ops::{Chain, Operator, Step};
-use crate::plan::{JobPlan, KeyedOp, KeyedPlan};
+use crate::exec::StreamScanExec;
+use crate::join::Join;
+use crate::ops::{Chain, Operator};
+use crate::plan::{Graph, KeyedOp, KeyedPlan, StageKind};
 use crate::session::SessionOp;
 use crate::sink::{Sink, SinkTarget};
 use crate::source::TopicReader;
@@ -40,7 +46,7 @@ use crate::topn::TopN;
 const CHANNEL_DEPTH: usize = 16;
 const ROWS_PER_POLL: usize = 8192;
 const POLL_WAIT: Duration = Duration::from_millis(50);
-/// How often updating aggregates emit their changed groups.
+/// How often updating operators emit their changed rows.
 const TICK: Duration = Duration::from_secs(1);
 
 /// How to run a job.
@@ -81,7 +87,7 @@ enum Control {
 enum Report {
     Ack {
         id: u64,
-        offsets: HashMap<i32, i64>,
+        offsets: Vec<(String, i64)>,
         states: Vec<(String, String)>,
         files: Vec<PathBuf>,
     },
@@ -89,9 +95,9 @@ enum Report {
     Failed(String),
 }
 
-/// Run `plan` into `sink` until its bounded input ends (or forever).
+/// Run `graph` into `sink` until its bounded input ends (or forever).
 pub fn run_job(
-    plan: JobPlan,
+    graph: Graph,
     sink: SinkTarget,
     config: JobConfig,
     stats: Arc<JobStats>,
@@ -103,85 +109,38 @@ pub fn run_job(
         sink.commit(&config.name, &m.sink_files)?;
         info!(job = %config.name, checkpoint = m.id, "resuming from checkpoint");
     }
-    let partitions = plan.scan.source.partitions()?;
-    let sources = config.parallelism.clamp(1, partitions.len());
-    let keyed = if plan.keyed.is_some() {
-        config.parallelism.max(1)
-    } else {
-        0
-    };
+    let wiring = Wiring::new(&graph, config.parallelism)?;
     let (report_tx, report_rx) = unbounded();
-    let mut handles = Vec::new();
-    let mut keyed_inputs: Vec<Vec<Sender<Msg>>> = vec![Vec::new(); sources];
-    for k in 0..keyed {
-        let mut receivers = Vec::new();
-        for inputs in keyed_inputs.iter_mut() {
-            let (tx, rx) = bounded(CHANNEL_DEPTH);
-            inputs.push(tx);
-            receivers.push(rx);
+    let mut launcher = Launcher {
+        graph: &graph,
+        sink: &sink,
+        config: &config,
+        store: &store,
+        restored: restored.as_ref(),
+        reports: &report_tx,
+        stats: &stats,
+        handles: Vec::new(),
+        controls: Vec::new(),
+    };
+    let (mut senders, mut receivers) = wiring.channels();
+    for s in 0..graph.stages.len() {
+        for t in 0..wiring.tasks[s] {
+            let output = launcher.output(s, t, std::mem::take(&mut senders[s][t]))?;
+            let inputs = std::mem::take(&mut receivers[s][t]);
+            launcher.launch(s, t, &wiring, output, inputs)?;
         }
-        let keyed_plan = plan.keyed.clone().expect("keyed");
-        let mut stage = Stage::new(&plan)?;
-        if let Some(m) = &restored {
-            stage.restore(&store, m, k)?;
-        }
-        let task = KeyedTask {
-            index: k,
-            plan: keyed_plan,
-            sink: sink.open(&config.checkpoint_dir.join("staging"), k)?,
-            inputs: receivers,
-            store: store.clone(),
-            reports: report_tx.clone(),
-            stats: stats.clone(),
-        };
-        handles.push(spawn(
-            format!("{}-keyed-{k}", config.name),
-            report_tx.clone(),
-            move || task.run(stage),
-        ));
     }
-    let mut controls = Vec::new();
-    let start: HashMap<i32, i64> = restored
-        .as_ref()
-        .map(|m| m.offsets.iter().map(|(p, o)| (*p, *o)).collect())
-        .unwrap_or_default();
-    for (s, outputs) in keyed_inputs.into_iter().enumerate() {
-        let owned: Vec<i32> = partitions
-            .iter()
-            .copied()
-            .skip(s)
-            .step_by(sources)
-            .collect();
-        let (ctl_tx, ctl_rx) = unbounded();
-        controls.push(ctl_tx);
-        let sink = if keyed == 0 {
-            Some(sink.open(&config.checkpoint_dir.join("staging"), s)?)
-        } else {
-            None
-        };
-        let task = SourceTask {
-            plan: plan.clone(),
-            reader: TopicReader::open(plan.scan.source.clone(), &owned, &start, config.bounded)?,
-            outputs,
-            sink,
-            control: ctl_rx,
-            reports: report_tx.clone(),
-            stats: stats.clone(),
-        };
-        handles.push(spawn(
-            format!("{}-source-{s}", config.name),
-            report_tx.clone(),
-            move || task.run(),
-        ));
-    }
+    let Launcher {
+        handles, controls, ..
+    } = launcher;
     drop(report_tx);
     let mut coordinator = Coordinator {
-        config,
+        config: config.clone(),
         store,
         sink,
         controls,
-        tasks: sources + keyed,
-        sources,
+        tasks: wiring.tasks.iter().sum(),
+        sources: wiring.source_tasks(&graph),
         next_id: restored.as_ref().map_or(1, |m| m.id + 1),
         stats,
         pending: None,
@@ -198,6 +157,206 @@ pub fn run_job(
         }
     }
     outcome
+}
+
+/// How many tasks each stage has, and the partitions of source stages.
+struct Wiring {
+    tasks: Vec<usize>,
+    partitions: Vec<Vec<i32>>,
+    consumers: Vec<Option<(usize, usize)>>,
+}
+
+/// Per stage and task: senders to the consumer's tasks / receivers with their input.
+type Senders = Vec<Vec<Vec<Sender<Msg>>>>;
+type Receivers = Vec<Vec<Vec<(Receiver<Msg>, usize)>>>;
+
+impl Wiring {
+    fn new(graph: &Graph, parallelism: usize) -> Result<Wiring> {
+        let mut tasks = Vec::new();
+        let mut partitions = Vec::new();
+        for stage in &graph.stages {
+            match &stage.kind {
+                StageKind::Source(scan) => {
+                    let p = scan.source.partitions()?;
+                    tasks.push(parallelism.clamp(1, p.len()));
+                    partitions.push(p);
+                }
+                StageKind::Keyed(_) => {
+                    tasks.push(parallelism.max(1));
+                    partitions.push(Vec::new());
+                }
+            }
+        }
+        let consumers = (0..graph.stages.len()).map(|s| graph.consumer(s)).collect();
+        Ok(Wiring {
+            tasks,
+            partitions,
+            consumers,
+        })
+    }
+
+    fn source_tasks(&self, graph: &Graph) -> usize {
+        graph
+            .stages
+            .iter()
+            .zip(&self.tasks)
+            .filter(|(s, _)| matches!(s.kind, StageKind::Source(_)))
+            .map(|(_, t)| t)
+            .sum()
+    }
+
+    /// A channel from every task of a stage to every task of its consumer.
+    fn channels(&self) -> (Senders, Receivers) {
+        let mut senders: Senders = self.tasks.iter().map(|&n| vec![Vec::new(); n]).collect();
+        let mut receivers: Receivers = self
+            .tasks
+            .iter()
+            .map(|&n| (0..n).map(|_| Vec::new()).collect())
+            .collect();
+        for (s, consumer) in self.consumers.iter().enumerate() {
+            let Some((c, input)) = consumer else { continue };
+            for sender in senders[s].iter_mut() {
+                for receiver in receivers[*c].iter_mut() {
+                    let (tx, rx) = bounded(CHANNEL_DEPTH);
+                    sender.push(tx);
+                    receiver.push((rx, *input));
+                }
+            }
+        }
+        (senders, receivers)
+    }
+}
+
+/// Starts the tasks of a job.
+struct Launcher<'a> {
+    graph: &'a Graph,
+    sink: &'a SinkTarget,
+    config: &'a JobConfig,
+    store: &'a CheckpointStore,
+    restored: Option<&'a Manifest>,
+    reports: &'a Sender<Report>,
+    stats: &'a Arc<JobStats>,
+    handles: Vec<JoinHandle<()>>,
+    controls: Vec<Sender<Control>>,
+}
+
+impl Launcher<'_> {
+    /// Where task `t` of stage `s` sends its rows.
+    fn output(&self, s: usize, t: usize, senders: Vec<Sender<Msg>>) -> Result<Output> {
+        match self.graph.consumer(s) {
+            Some((c, input)) => {
+                let consumer = &self.graph.stages[c];
+                Ok(Output::Exchange(Exchange::new(
+                    consumer.inputs[input].keys.clone(),
+                    &self.graph.stages[s].schema,
+                    senders,
+                )?))
+            }
+            None => {
+                let staging = self.config.checkpoint_dir.join("staging");
+                Ok(Output::Sink(self.sink.open(&staging, s * 1000 + t)?))
+            }
+        }
+    }
+
+    fn launch(
+        &mut self,
+        s: usize,
+        t: usize,
+        wiring: &Wiring,
+        output: Output,
+        inputs: Vec<(Receiver<Msg>, usize)>,
+    ) -> Result<()> {
+        let stage = self.graph.stages[s].clone();
+        let name = format!("{}-stage{s}-task{t}", self.config.name);
+        let common = TaskCommon {
+            stage: s,
+            task: t,
+            post: stage.post.clone(),
+            output,
+            reports: self.reports.clone(),
+            stats: self.stats.clone(),
+        };
+        let handle = match stage.kind {
+            StageKind::Source(scan) => {
+                let n = wiring.tasks[s];
+                let owned: Vec<i32> = wiring.partitions[s]
+                    .iter()
+                    .copied()
+                    .skip(t)
+                    .step_by(n)
+                    .collect();
+                let start: HashMap<i32, i64> =
+                    self.restored.map(|m| offsets_of(m, s)).unwrap_or_default();
+                let reader =
+                    TopicReader::open(scan.source.clone(), &owned, &start, self.config.bounded)?;
+                let (ctl_tx, ctl_rx) = unbounded();
+                self.controls.push(ctl_tx);
+                let task = SourceTask {
+                    scan,
+                    reader,
+                    control: ctl_rx,
+                    common,
+                };
+                spawn(name, self.reports.clone(), move || task.run())
+            }
+            StageKind::Keyed(plan) => {
+                let mut ops = operators(&plan)?;
+                if let Some(m) = self.restored {
+                    restore(&mut ops, self.store, m, s, t)?;
+                }
+                let task = KeyedTask {
+                    ops,
+                    inputs,
+                    store: self.store.clone(),
+                    common,
+                };
+                spawn(name, self.reports.clone(), move || task.run())
+            }
+        };
+        self.handles.push(handle);
+        Ok(())
+    }
+}
+
+fn offsets_of(m: &Manifest, stage: usize) -> HashMap<i32, i64> {
+    m.offsets
+        .iter()
+        .filter_map(|(k, o)| {
+            let (s, p) = k.split_once(':')?;
+            (s.parse::<usize>().ok()? == stage).then_some((p.parse().ok()?, *o))
+        })
+        .collect()
+}
+
+/// The operators of a keyed stage, in order.
+fn operators(plan: &KeyedPlan) -> Result<Vec<Box<dyn Operator>>> {
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    if let Some((layout, windowed, pre)) = &plan.session {
+        ops.push(Box::new(SessionOp::new(layout.clone(), windowed.clone())));
+        ops.push(Box::new(pre.clone()));
+    }
+    ops.push(match &plan.op {
+        KeyedOp::Aggregate(spec) => Box::new(Aggregate::new(spec.clone())?),
+        KeyedOp::TopN(spec) => Box::new(TopN::new(spec.clone())?),
+        KeyedOp::Join(spec) => Box::new(Join::new(spec.clone())?),
+    });
+    Ok(ops)
+}
+
+fn restore(
+    ops: &mut [Box<dyn Operator>],
+    store: &CheckpointStore,
+    m: &Manifest,
+    s: usize,
+    t: usize,
+) -> Result<()> {
+    for (i, op) in ops.iter_mut().enumerate() {
+        if let Some(state) = store.read_state(m, &format!("{s}.{t}.{i}"))? {
+            op.restore(&state)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_compatible(m: &Manifest, config: &JobConfig) -> Result<()> {
@@ -239,7 +398,7 @@ fn spawn(
 struct Pending {
     id: u64,
     acks: usize,
-    offsets: BTreeMap<i32, i64>,
+    offsets: BTreeMap<String, i64>,
     states: BTreeMap<String, String>,
     files: Vec<PathBuf>,
 }
@@ -320,7 +479,7 @@ impl Coordinator {
     fn acknowledge(
         &mut self,
         id: u64,
-        offsets: HashMap<i32, i64>,
+        offsets: Vec<(String, i64)>,
         states: Vec<(String, String)>,
         files: Vec<PathBuf>,
     ) -> Result<bool> {
@@ -360,22 +519,89 @@ impl Coordinator {
     }
 }
 
-/// Reads partitions, runs the stateless steps, and feeds keyed tasks or a sink.
-struct SourceTask {
-    plan: JobPlan,
-    reader: TopicReader,
-    outputs: Vec<Sender<Msg>>,
-    sink: Option<Box<dyn Sink>>,
-    control: Receiver<Control>,
+/// Where a task's output rows go: the next stage's tasks, or the sink.
+enum Output {
+    Exchange(Exchange),
+    Sink(Box<dyn Sink>),
+}
+
+/// What every task has.
+struct TaskCommon {
+    stage: usize,
+    task: usize,
+    post: Chain,
+    output: Output,
     reports: Sender<Report>,
     stats: Arc<JobStats>,
+}
+
+impl TaskCommon {
+    /// Run the stage's steps on `batch` and send the rows on.
+    fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        let batch = self.post.apply(batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        match &mut self.output {
+            Output::Sink(sink) => {
+                self.stats
+                    .rows_out
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                sink.write(&batch)
+            }
+            Output::Exchange(exchange) => {
+                for (k, part) in exchange.split(batch)? {
+                    if exchange.senders[k].send(Msg::Data(part)).is_err() {
+                        return Err(StreamError::Task("a downstream task stopped".into()));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn forward(&self, make: impl Fn() -> Msg) {
+        if let Output::Exchange(exchange) = &self.output {
+            for out in &exchange.senders {
+                let _ = out.send(make());
+            }
+        }
+    }
+
+    /// Make the output durable, pass the barrier on, and acknowledge.
+    fn barrier(
+        &mut self,
+        id: u64,
+        offsets: Vec<(String, i64)>,
+        states: Vec<(String, String)>,
+    ) -> Result<()> {
+        let files = match &mut self.output {
+            Output::Sink(sink) => sink.prepare(id)?,
+            Output::Exchange(_) => Vec::new(),
+        };
+        self.forward(|| Msg::Barrier(id));
+        let _ = self.reports.send(Report::Ack {
+            id,
+            offsets,
+            states,
+            files,
+        });
+        Ok(())
+    }
+}
+
+/// Reads partitions, assigns windows, runs the stage's steps.
+struct SourceTask {
+    scan: StreamScanExec,
+    reader: TopicReader,
+    control: Receiver<Control>,
+    common: TaskCommon,
 }
 
 impl SourceTask {
     fn run(mut self) -> Result<()> {
         let mut watermark = i64::MIN;
         let mut done = false;
-        let exchange = Exchange::new(&self.plan, self.outputs.len())?;
         loop {
             let control = if done {
                 self.control.recv().map_err(|_| TryRecvError::Disconnected)
@@ -385,7 +611,7 @@ impl SourceTask {
             match control {
                 Ok(Control::Checkpoint(id)) => self.barrier(id)?,
                 Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
-                    self.broadcast(Msg::End);
+                    self.common.forward(|| Msg::End);
                     return Ok(());
                 }
                 Err(TryRecvError::Empty) => {}
@@ -394,155 +620,88 @@ impl SourceTask {
                 continue;
             }
             if let Some(batch) = self.reader.poll(ROWS_PER_POLL, POLL_WAIT)? {
-                self.stats
+                self.common
+                    .stats
                     .rows_in
                     .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 let batch = self.prepare(batch)?;
-                self.emit(batch, &exchange)?;
+                self.common.emit(batch)?;
             }
             if let Some(w) = self.reader.watermark().filter(|w| *w > watermark) {
                 watermark = w;
-                self.stats.watermark.fetch_max(w, Ordering::Relaxed);
-                self.broadcast(Msg::Watermark(w));
+                self.common.stats.watermark.fetch_max(w, Ordering::Relaxed);
+                self.common.forward(|| Msg::Watermark(w));
             }
             if self.reader.finished() {
                 done = true;
-                let _ = self.reports.send(Report::Finished);
+                let _ = self.common.reports.send(Report::Finished);
             }
         }
     }
 
-    /// Windows, projection and stateless steps.
+    /// Windows and projection (the stage's steps run in `emit`).
     fn prepare(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let scan = &self.plan.scan;
-        let batch = match &scan.window {
+        let batch = match &self.scan.window {
             Some((spec, schema)) => spec.assign(&batch, schema)?,
             None => batch,
         };
-        if self
-            .plan
-            .keyed
-            .as_ref()
-            .is_some_and(|k| k.session.is_some())
-        {
-            return Ok(batch); // sessions merge first, in the keyed tasks
-        }
-        let batch = match &scan.projection {
+        Ok(match &self.scan.projection {
             Some(p) => batch.project(p)?,
             None => batch,
-        };
-        self.plan.pre.apply(batch)
-    }
-
-    fn emit(&mut self, batch: RecordBatch, exchange: &Exchange) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if let Some(sink) = self.sink.as_mut() {
-            self.stats
-                .rows_out
-                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-            return sink.write(&batch);
-        }
-        for (k, part) in exchange.split(batch)? {
-            if self.outputs[k].send(Msg::Data(part)).is_err() {
-                return Err(StreamError::Task("a keyed task stopped".into()));
-            }
-        }
-        Ok(())
+        })
     }
 
     fn barrier(&mut self, id: u64) -> Result<()> {
-        let files = match self.sink.as_mut() {
-            Some(s) => s.prepare(id)?,
-            None => vec![],
-        };
-        self.broadcast(Msg::Barrier(id));
-        let ack = Report::Ack {
-            id,
-            offsets: self.reader.offsets(),
-            states: Vec::new(),
-            files,
-        };
-        let _ = self.reports.send(ack);
-        Ok(())
-    }
-
-    fn broadcast(&self, make: Msg) {
-        for out in &self.outputs {
-            let msg = match &make {
-                Msg::Data(b) => Msg::Data(b.clone()),
-                Msg::Watermark(w) => Msg::Watermark(*w),
-                Msg::Barrier(id) => Msg::Barrier(*id),
-                Msg::End => Msg::End,
-            };
-            let _ = out.send(msg);
-        }
+        let stage = self.common.stage;
+        let offsets = self
+            .reader
+            .offsets()
+            .into_iter()
+            .map(|(p, o)| (format!("{stage}:{p}"), o))
+            .collect();
+        self.common.barrier(id, offsets, Vec::new())
     }
 }
 
-/// Routes rows to keyed tasks by a hash of their group key.
+/// Routes rows to the next stage's tasks by a hash of their key.
 struct Exchange {
-    keys: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
-    converter: Option<RowConverter>,
-    outputs: usize,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+    senders: Vec<Sender<Msg>>,
 }
 
 impl Exchange {
-    fn new(plan: &JobPlan, outputs: usize) -> Result<Exchange> {
-        let Some(k) = plan.keyed.as_ref() else {
-            return Ok(Exchange {
-                keys: vec![],
-                converter: None,
-                outputs,
-            });
-        };
-        // Session rows go by their PARTITION BY columns, straight from the source.
-        let (keys, schema) = match (&k.session, &plan.scan.window) {
-            (Some(layout), Some((_, windowed))) => {
-                let keys = layout
-                    .keys
-                    .iter()
-                    .map(|&i| {
-                        let name = windowed.field(i).name();
-                        Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)) as _
-                    })
-                    .collect();
-                (keys, windowed.clone())
-            }
-            _ => (k.keys(), k.input_schema.clone()),
-        };
+    fn new(
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+        senders: Vec<Sender<Msg>>,
+    ) -> Result<Exchange> {
         let fields = keys
             .iter()
-            .map(|e: &Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
-                e.data_type(&schema).map(SortField::new)
-            })
+            .map(|e| e.data_type(schema).map(SortField::new))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
         Ok(Exchange {
             keys,
-            converter: Some(RowConverter::new(fields)?),
-            outputs,
+            converter: RowConverter::new(fields)?,
+            senders,
         })
     }
 
     fn split(&self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
-        let Some(converter) = self
-            .converter
-            .as_ref()
-            .filter(|_| self.outputs > 1 && !self.keys.is_empty())
-        else {
+        let outputs = self.senders.len();
+        if outputs == 1 || self.keys.is_empty() {
             return Ok(vec![(0, batch)]);
-        };
+        }
         let n = batch.num_rows();
         let keys: Vec<ArrayRef> = self
             .keys
             .iter()
             .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
             .collect::<datafusion::common::Result<_>>()?;
-        let rows = converter.convert_columns(&keys)?;
-        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); self.outputs];
+        let rows = self.converter.convert_columns(&keys)?;
+        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); outputs];
         for (i, row) in rows.iter().enumerate() {
-            parts[bucket(row.as_ref(), self.outputs)].push(i as u32);
+            parts[bucket(row.as_ref(), outputs)].push(i as u32);
         }
         let mut out = Vec::new();
         for (k, rows) in parts.into_iter().enumerate().filter(|(_, r)| !r.is_empty()) {
@@ -580,19 +739,17 @@ impl Hasher for Fnv {
     }
 }
 
-/// Aggregates the rows of its keys, aligns barriers, writes to the sink.
+/// Runs a stateful operator for the keys routed to it, aligning barriers
+/// and watermarks across its inputs.
 struct KeyedTask {
-    index: usize,
-    plan: KeyedPlan,
-    sink: Box<dyn Sink>,
-    inputs: Vec<Receiver<Msg>>,
+    ops: Vec<Box<dyn Operator>>,
+    inputs: Vec<(Receiver<Msg>, usize)>,
     store: CheckpointStore,
-    reports: Sender<Report>,
-    stats: Arc<JobStats>,
+    common: TaskCommon,
 }
 
 impl KeyedTask {
-    fn run(mut self, mut stage: Stage) -> Result<()> {
+    fn run(mut self) -> Result<()> {
         let n = self.inputs.len();
         let mut watermarks = vec![i64::MIN; n];
         let mut blocked = vec![false; n];
@@ -602,20 +759,23 @@ impl KeyedTask {
         let mut tick = Instant::now() + TICK;
         while ended.iter().any(|e| !e) {
             let Some((i, msg)) = self.next(&blocked, &ended, tick) else {
-                stage.tick(&mut out)?;
+                self.each(&mut out, |op, o| op.on_tick(o))?;
                 self.write(&mut out)?;
                 tick = Instant::now() + TICK;
                 continue;
             };
             match msg {
-                Some(Msg::Data(batch)) => stage.push(0, batch, &mut out)?,
+                Some(Msg::Data(batch)) => {
+                    let input = self.inputs[i].1;
+                    self.push_input(input, batch, &mut out)?
+                }
                 Some(Msg::Watermark(w)) => watermarks[i] = w,
                 Some(Msg::Barrier(id)) => {
                     blocked[i] = true;
                     if (0..n).all(|j| blocked[j] || ended[j]) {
-                        stage.tick(&mut out)?;
+                        self.each(&mut out, |op, o| op.on_tick(o))?;
                         self.write(&mut out)?;
-                        self.checkpoint(id, &mut stage)?;
+                        self.checkpoint(id)?;
                         blocked.iter_mut().for_each(|b| *b = false);
                     }
                 }
@@ -627,16 +787,22 @@ impl KeyedTask {
             let low = watermarks.iter().copied().min().unwrap_or(i64::MIN);
             if low > current {
                 current = low;
-                stage.advance(low, &mut out)?;
+                self.each(&mut out, |op, o| op.on_watermark(low, o))?;
+                self.write(&mut out)?;
+                self.common.forward(|| Msg::Watermark(low));
             }
-            let late = stage.late_rows();
-            self.stats.late_rows.fetch_max(late, Ordering::Relaxed);
+            let late = self.ops.iter().map(|o| o.late_rows()).sum();
+            self.common
+                .stats
+                .late_rows
+                .fetch_max(late, Ordering::Relaxed);
             self.write(&mut out)?;
         }
+        self.common.forward(|| Msg::End);
         Ok(())
     }
 
-    /// The next message from an input that is neither blocked nor ended.
+    /// The next message from an input that is neither blocked nor ended;
     /// `None` when `deadline` passes first.
     fn next(
         &self,
@@ -649,131 +815,79 @@ impl KeyedTask {
             .collect();
         let mut select = Select::new();
         for &i in &open {
-            select.recv(&self.inputs[i]);
+            select.recv(&self.inputs[i].0);
         }
         let op = select.select_deadline(deadline).ok()?;
         let i = open[op.index()];
-        Some((i, op.recv(&self.inputs[i]).ok()))
+        Some((i, op.recv(&self.inputs[i].0).ok()))
+    }
+
+    fn push_input(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        let mut emitted = Vec::new();
+        self.ops[0].on_input(input, batch, &mut emitted)?;
+        for b in emitted {
+            push(&mut self.ops, 1, b, out)?;
+        }
+        Ok(())
+    }
+
+    /// Call `f` on each operator in order, feeding what it emits onwards.
+    fn each(
+        &mut self,
+        out: &mut Vec<RecordBatch>,
+        f: impl Fn(&mut Box<dyn Operator>, &mut Vec<RecordBatch>) -> Result<()>,
+    ) -> Result<()> {
+        for i in 0..self.ops.len() {
+            let mut emitted = Vec::new();
+            f(&mut self.ops[i], &mut emitted)?;
+            for b in emitted {
+                push(&mut self.ops, i + 1, b, out)?;
+            }
+        }
+        Ok(())
     }
 
     fn write(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
         for batch in out.drain(..) {
-            let batch = self.plan.post.apply(batch)?;
-            if batch.num_rows() > 0 {
-                self.stats
-                    .rows_out
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                self.sink.write(&batch)?;
-            }
+            self.common.emit(batch)?;
         }
         Ok(())
     }
 
-    fn checkpoint(&mut self, id: u64, stage: &mut Stage) -> Result<()> {
-        let states = stage.snapshot(&self.store, id, self.index)?;
-        let files = self.sink.prepare(id)?;
-        let ack = Report::Ack {
-            id,
-            offsets: HashMap::new(),
-            states,
-            files,
-        };
-        let _ = self.reports.send(ack);
-        Ok(())
-    }
-}
-
-/// The operators of a keyed task, in order: each one's output is the
-/// next one's input.
-struct Stage {
-    ops: Vec<Box<dyn Operator>>,
-}
-
-impl Stage {
-    fn new(job: &JobPlan) -> Result<Stage> {
-        let plan = job.keyed.as_ref().expect("a keyed job");
-        let mut ops: Vec<Box<dyn Operator>> = Vec::new();
-        if let (Some(layout), Some((_, windowed))) = (&plan.session, &job.scan.window) {
-            ops.push(Box::new(SessionOp::new(layout.clone(), windowed.clone())));
-            let mut steps = Vec::new();
-            if let Some(p) = &job.scan.projection {
-                steps.push(Step::Select(p.clone()));
-            }
-            steps.extend(job.pre.0.iter().cloned());
-            ops.push(Box::new(Chain(steps)));
-        }
-        ops.push(match &plan.op {
-            KeyedOp::Aggregate(spec) => Box::new(Aggregate::new(spec.clone())?),
-            KeyedOp::TopN(spec) => Box::new(TopN::new(spec.clone())?),
-        });
-        Ok(Stage { ops })
-    }
-
-    /// Feed `batch` to operator `from`, and what it emits onwards.
-    fn push(&mut self, from: usize, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
-        let Some(op) = self.ops.get_mut(from) else {
-            out.push(batch);
-            return Ok(());
-        };
-        let mut emitted = Vec::new();
-        op.on_batch(batch, &mut emitted)?;
-        for b in emitted {
-            self.push(from + 1, b, out)?;
-        }
-        Ok(())
-    }
-
-    /// Pass a watermark through the operators in order.
-    fn advance(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
-        for i in 0..self.ops.len() {
-            let mut emitted = Vec::new();
-            self.ops[i].on_watermark(watermark, &mut emitted)?;
-            for b in emitted {
-                self.push(i + 1, b, out)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn tick(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
-        for i in 0..self.ops.len() {
-            let mut emitted = Vec::new();
-            self.ops[i].on_tick(&mut emitted)?;
-            for b in emitted {
-                self.push(i + 1, b, out)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn late_rows(&self) -> u64 {
-        self.ops.iter().map(|o| o.late_rows()).sum()
-    }
-
-    /// Save each operator's state; the (key, file) pairs for the manifest.
-    fn snapshot(
-        &mut self,
-        store: &CheckpointStore,
-        id: u64,
-        task: usize,
-    ) -> Result<Vec<(String, String)>> {
+    fn checkpoint(&mut self, id: u64) -> Result<()> {
+        let (s, t) = (self.common.stage, self.common.task);
         let mut states = Vec::new();
         for (i, op) in self.ops.iter_mut().enumerate() {
             if let Some(state) = op.snapshot()? {
-                let key = format!("{task}-{i}");
-                let file = store.write_state(id, &key, &state)?;
+                let key = format!("{s}.{t}.{i}");
+                let file = self.store.write_state(id, &key, &state)?;
                 states.push((key, file));
             }
         }
-        Ok(states)
+        self.common.barrier(id, Vec::new(), states)
     }
+}
 
-    fn restore(&mut self, store: &CheckpointStore, manifest: &Manifest, task: usize) -> Result<()> {
-        for (i, op) in self.ops.iter_mut().enumerate() {
-            if let Some(state) = store.read_state(manifest, &format!("{task}-{i}"))? {
-                op.restore(&state)?;
-            }
-        }
-        Ok(())
+/// Feed `batch` to operator `from`, and what it emits onwards.
+fn push(
+    ops: &mut [Box<dyn Operator>],
+    from: usize,
+    batch: RecordBatch,
+    out: &mut Vec<RecordBatch>,
+) -> Result<()> {
+    let Some(op) = ops.get_mut(from) else {
+        out.push(batch);
+        return Ok(());
+    };
+    let mut emitted = Vec::new();
+    op.on_batch(batch, &mut emitted)?;
+    for b in emitted {
+        push(ops, from + 1, b, out)?;
     }
+    Ok(())
 }

@@ -1,0 +1,350 @@
+//! Inner equi-joins of two streams. Each side keeps the rows it has seen,
+//! indexed by join key; a new row is matched against the other side's
+//! rows, the pairs pass the join's extra condition, and the row is kept
+//! for later matches. When both sides join on a window's end (a windowed
+//! join, or a join of windowed aggregates), rows are kept per window and
+//! dropped once the watermark passes it, so state stays bounded; other
+//! joins keep every row (state grows with the input, as in Flink without
+//! a state TTL).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, RecordBatch, TimestampMillisecondArray, UInt32Array, UInt8Array,
+};
+use datafusion::arrow::compute::{cast, filter_record_batch, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::JoinSide;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::joins::utils::{ColumnIndex, JoinFilter};
+
+use crate::error::{Result, StreamError};
+use crate::ops::Operator;
+
+/// One side of a join.
+#[derive(Debug, Clone)]
+pub struct JoinSideSpec {
+    pub schema: SchemaRef,
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The key (by position in `keys`) holding the window end, when windowed.
+    pub window_end: Option<usize>,
+}
+
+/// What a join computes: the plan's `HashJoinExec`, taken apart.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    pub left: JoinSideSpec,
+    pub right: JoinSideSpec,
+    pub filter: Option<JoinFilter>,
+    /// Columns of left ++ right kept, in order.
+    pub projection: Option<Vec<usize>>,
+    pub output_schema: SchemaRef,
+}
+
+/// Rows of one side within one window (or all rows, unwindowed).
+#[derive(Default)]
+struct Bucket {
+    index: HashMap<Box<[u8]>, Vec<u32>>,
+    rows: Vec<Box<[u8]>>,
+}
+
+struct SideState {
+    spec: JoinSideSpec,
+    keys: RowConverter,
+    rows: RowConverter,
+    buckets: BTreeMap<i64, Bucket>,
+}
+
+impl SideState {
+    fn new(spec: JoinSideSpec) -> Result<SideState> {
+        let key_fields = spec
+            .keys
+            .iter()
+            .map(|k| k.data_type(&spec.schema).map(SortField::new))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let row_fields = spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(SideState {
+            keys: RowConverter::new(key_fields)?,
+            rows: RowConverter::new(row_fields)?,
+            spec,
+            buckets: BTreeMap::new(),
+        })
+    }
+
+    /// Key columns, and each row's bucket (window end or `i64::MAX`); rows
+    /// with a NULL key match nothing (`None`).
+    fn keys_of(&self, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Vec<Option<i64>>)> {
+        let n = batch.num_rows();
+        let keys: Vec<ArrayRef> = self
+            .spec
+            .keys
+            .iter()
+            .map(|k| k.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::common::Result<_>>()?;
+        let ends = match self.spec.window_end {
+            Some(w) => {
+                let ms = cast(&keys[w], &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+                let ms = ms
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .expect("ms")
+                    .clone();
+                ms.iter().collect()
+            }
+            None => vec![Some(i64::MAX); n],
+        };
+        let buckets = (0..n)
+            .map(|i| ends[i].filter(|_| keys.iter().all(|k| k.is_valid(i))))
+            .collect();
+        Ok((keys, buckets))
+    }
+
+    fn insert(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &[ArrayRef],
+        buckets: &[Option<i64>],
+    ) -> Result<()> {
+        let key_rows = self.keys.convert_columns(keys)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        for (i, b) in buckets.iter().enumerate() {
+            let Some(b) = b else { continue };
+            let bucket = self.buckets.entry(*b).or_default();
+            let id = bucket.rows.len() as u32;
+            bucket.rows.push(rows.row(i).as_ref().into());
+            bucket
+                .index
+                .entry(key_rows.row(i).as_ref().into())
+                .or_default()
+                .push(id);
+        }
+        Ok(())
+    }
+}
+
+/// An inner join of two streams.
+pub struct Join {
+    spec: JoinSpec,
+    sides: [SideState; 2],
+    watermark: i64,
+}
+
+impl Join {
+    pub fn new(spec: JoinSpec) -> Result<Join> {
+        let sides = [
+            SideState::new(spec.left.clone())?,
+            SideState::new(spec.right.clone())?,
+        ];
+        Ok(Join {
+            spec,
+            sides,
+            watermark: i64::MIN,
+        })
+    }
+
+    /// Rows of `batch` (from `side`) paired with the other side's matches.
+    fn probe(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        keys: &[ArrayRef],
+        buckets: &[Option<i64>],
+    ) -> Result<Option<RecordBatch>> {
+        let other = &self.sides[1 - side];
+        let key_rows = other.keys.convert_columns(keys)?;
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for (i, b) in buckets.iter().enumerate() {
+            let Some(bucket) = b.and_then(|b| other.buckets.get(&b)) else {
+                continue;
+            };
+            if let Some(ids) = bucket.index.get(key_rows.row(i).as_ref()) {
+                for id in ids {
+                    mine.push(i as u32);
+                    theirs.push(&bucket.rows[*id as usize]);
+                }
+            }
+        }
+        if mine.is_empty() {
+            return Ok(None);
+        }
+        let parser = other.rows.parser();
+        let their_columns = other
+            .rows
+            .convert_rows(theirs.iter().map(|r| parser.parse(r)))?;
+        let indices = UInt32Array::from(mine);
+        let my_columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let (left, right) = if side == 0 {
+            (my_columns, their_columns)
+        } else {
+            (their_columns, my_columns)
+        };
+        self.finish(left, right).map(Some)
+    }
+
+    /// Apply the join condition and projection to matched pairs.
+    fn finish(&self, left: Vec<ArrayRef>, right: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let n = left.first().or(right.first()).map_or(0, |c| c.len());
+        let mut columns: Vec<ArrayRef> = left.into_iter().chain(right).collect();
+        if let Some(filter) = &self.spec.filter {
+            let left_len = self.spec.left.schema.fields().len();
+            let picked: Vec<ArrayRef> = filter
+                .column_indices()
+                .iter()
+                .map(|ColumnIndex { index, side }| match side {
+                    JoinSide::Left => columns[*index].clone(),
+                    _ => columns[left_len + *index].clone(),
+                })
+                .collect();
+            let intermediate = RecordBatch::try_new(filter.schema().clone(), picked)?;
+            let mask = filter.expression().evaluate(&intermediate)?.into_array(n)?;
+            let mask = mask
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                .ok_or_else(|| StreamError::Task("join condition is not boolean".into()))?;
+            let all = RecordBatch::try_new(joined_schema(&self.spec), columns)?;
+            columns = filter_record_batch(&all, mask)?.columns().to_vec();
+        }
+        if let Some(p) = &self.spec.projection {
+            columns = p.iter().map(|&i| columns[i].clone()).collect();
+        }
+        Ok(RecordBatch::try_new(
+            self.spec.output_schema.clone(),
+            columns,
+        )?)
+    }
+
+    fn on_side(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        let (keys, buckets) = self.sides[side].keys_of(&batch)?;
+        if let Some(joined) = self.probe(side, &batch, &keys, &buckets)? {
+            if joined.num_rows() > 0 {
+                out.push(joined);
+            }
+        }
+        // A row of a window the watermark has passed can match nothing new.
+        let buckets: Vec<Option<i64>> = buckets
+            .into_iter()
+            .map(|b| b.filter(|b| *b > self.watermark))
+            .collect();
+        self.sides[side].insert(&batch, &keys, &buckets)
+    }
+}
+
+/// Left columns then right columns, all nullable.
+fn joined_schema(spec: &JoinSpec) -> SchemaRef {
+    let fields: Vec<Field> = spec
+        .left
+        .schema
+        .fields()
+        .iter()
+        .chain(spec.right.schema.fields())
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+impl Operator for Join {
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.on_side(0, batch, out)
+    }
+
+    fn on_input(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        self.on_side(input.min(1), batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        for side in &mut self.sides {
+            if side.spec.window_end.is_some() {
+                let keep = side.buckets.split_off(&watermark.saturating_add(1));
+                side.buckets = keep;
+            }
+        }
+        Ok(())
+    }
+
+    /// State: (side, row bytes) of every kept row.
+    fn snapshot(&mut self) -> Result<Option<RecordBatch>> {
+        let (mut sides, mut rows): (Vec<u8>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+        for (s, side) in self.sides.iter().enumerate() {
+            for bucket in side.buckets.values() {
+                for r in &bucket.rows {
+                    sides.push(s as u8);
+                    rows.push(r);
+                }
+            }
+        }
+        let schema = Schema::new(vec![
+            Field::new("side", DataType::UInt8, false),
+            Field::new("row", DataType::Binary, false),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt8Array::from(sides)),
+            Arc::new(BinaryArray::from(rows)),
+        ];
+        let mut metadata = std::collections::HashMap::new();
+        metadata.insert("basin.watermark".to_string(), self.watermark.to_string());
+        Ok(Some(RecordBatch::try_new(
+            Arc::new(schema.with_metadata(metadata)),
+            columns,
+        )?))
+    }
+
+    fn restore(&mut self, state: &RecordBatch) -> Result<()> {
+        self.watermark = state
+            .schema()
+            .metadata()
+            .get("basin.watermark")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(i64::MIN);
+        let sides = state
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt8Array>()
+            .expect("side");
+        let rows = state
+            .column(1)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .expect("rows");
+        for s in 0..2 {
+            let side = &mut self.sides[s];
+            let parser = side.rows.parser();
+            let picked: Vec<_> = (0..state.num_rows())
+                .filter(|&i| sides.value(i) as usize == s)
+                .map(|i| parser.parse(rows.value(i)))
+                .collect();
+            if picked.is_empty() {
+                continue;
+            }
+            let columns = side.rows.convert_rows(picked)?;
+            let batch = RecordBatch::try_new(side.spec.schema.clone(), columns)?;
+            let (keys, buckets) = side.keys_of(&batch)?;
+            side.insert(&batch, &keys, &buckets)?;
+        }
+        Ok(())
+    }
+}
