@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use basin_log::{ControlType, LogError, LogStore, PartitionLog};
+use basin_log::{ControlType, LogError, LogStore, OngoingTxn, PartitionLog};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -242,27 +242,10 @@ impl TxnCoordinator {
         for topic in self.store.topics() {
             for (p, log) in topic.partitions.iter().enumerate() {
                 let key = (topic.meta.name.clone(), p as i32);
+                let is_owned = |pid: i64| owned.get(&pid).is_some_and(|parts| parts.contains(&key));
                 for txn in log.ongoing_transactions() {
-                    if owned
-                        .get(&txn.producer_id)
-                        .is_some_and(|parts| parts.contains(&key))
-                    {
-                        continue;
-                    }
-                    warn!(topic = %key.0, partition = key.1, producer_id = txn.producer_id,
-                          first_offset = txn.first_offset, "aborting a transaction no coordinator state owns");
-                    let marker = log.append_marker(
-                        txn.producer_id,
-                        txn.producer_epoch,
-                        ControlType::Abort,
-                        COORDINATOR_EPOCH,
-                        LEADER_EPOCH,
-                    );
-                    match marker {
-                        Ok(info) => log.set_high_watermark(info.log_end_offset),
-                        Err(e) => {
-                            warn!(topic = %key.0, partition = key.1, error = %e, "could not abort")
-                        }
+                    if !is_owned(txn.producer_id) {
+                        abort_unowned(log, &key, &txn);
                     }
                 }
             }
@@ -382,10 +365,12 @@ impl TxnCoordinator {
             let commit = meta.state == TxnState::PrepareCommit;
             self.complete(ctx, id, meta, commit)?;
         }
-        let mut bumped = false;
         if meta.state == TxnState::Ongoing {
+            // Fence first (the markers carry the new epoch), then bump once
+            // more below, as Kafka does: the zombie's epoch is then neither
+            // the current nor the last one, so it cannot pass for a retry.
             let mut fenced = meta.clone();
-            bumped = fenced.fence();
+            fenced.fence();
             info!(
                 transactional_id = id,
                 producer_id = meta.producer_id,
@@ -395,7 +380,7 @@ impl TxnCoordinator {
             self.complete(ctx, id, &mut fenced, false)?;
             *meta = fenced;
         }
-        let new_id = if bumped || meta.epoch < MAX_EPOCH {
+        let new_id = if meta.epoch < MAX_EPOCH {
             None
         } else {
             Some(ctx.ids.next_producer_id()?)
@@ -403,10 +388,9 @@ impl TxnCoordinator {
         self.update(id, meta, |m| {
             match new_id {
                 Some(pid) => (m.producer_id, m.epoch, m.last_epoch) = (pid, 0, -1),
-                None if !bumped => {
+                None => {
                     m.fence();
                 }
-                None => {}
             }
             m.timeout_ms = timeout_ms;
             m.state = TxnState::Empty;
@@ -660,9 +644,232 @@ impl TxnCoordinator {
     }
 }
 
+/// Write an ABORT marker for a transaction found open in `log` at start.
+fn abort_unowned(log: &PartitionLog, (topic, partition): &(String, i32), txn: &OngoingTxn) {
+    warn!(
+        topic,
+        partition,
+        producer_id = txn.producer_id,
+        first_offset = txn.first_offset,
+        "aborting a transaction no coordinator state owns"
+    );
+    let marker = log.append_marker(
+        txn.producer_id,
+        txn.producer_epoch,
+        ControlType::Abort,
+        COORDINATOR_EPOCH,
+        LEADER_EPOCH,
+    );
+    match marker {
+        Ok(info) => log.set_high_watermark(info.log_end_offset),
+        Err(e) => warn!(topic, partition, error = %e, "could not abort the transaction"),
+    }
+}
+
 fn flatten(offsets: &GroupOffsets) -> Vec<(String, i32, Committed)> {
     offsets
         .iter()
         .flat_map(|(t, parts)| parts.iter().map(move |(p, c)| (t.clone(), *p, c.clone())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use basin_log::{LogStore, ReadLimit};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    use super::*;
+
+    struct Ids(AtomicI64);
+
+    impl ProducerIds for Ids {
+        fn next_producer_id(&self) -> std::io::Result<i64> {
+            Ok(self.0.fetch_add(1, Ordering::SeqCst))
+        }
+    }
+
+    /// A node's stores and coordinators on `dir`, as after a (re)start.
+    struct Node {
+        store: Arc<LogStore>,
+        groups: GroupCoordinator,
+        txns: TxnCoordinator,
+        ids: Ids,
+    }
+
+    impl Node {
+        fn open(dir: &std::path::Path) -> Node {
+            let store = Arc::new(LogStore::open(dir, BTreeMap::new()).unwrap());
+            for t in store.topics() {
+                for p in &t.partitions {
+                    p.set_high_watermark(p.log_end_offset());
+                }
+            }
+            let groups = GroupCoordinator::open(store.clone()).unwrap();
+            let txns = TxnCoordinator::open(store.clone()).unwrap();
+            let node = Node {
+                store,
+                groups,
+                txns,
+                ids: Ids(AtomicI64::new(1000)),
+            };
+            node.txns.recover(&node.ctx());
+            node
+        }
+
+        fn ctx(&self) -> TxnContext<'_> {
+            TxnContext {
+                groups: &self.groups,
+                ids: &self.ids,
+            }
+        }
+
+        fn log(&self) -> Arc<PartitionLog> {
+            self.store.topic("t").unwrap().partitions[0].clone()
+        }
+
+        fn init(&self, id: &str) -> (i64, i16) {
+            let req = InitTxn {
+                transactional_id: id.into(),
+                timeout_ms: 60_000,
+                current: None,
+            };
+            self.txns.init_producer_id(&self.ctx(), &req).unwrap()
+        }
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+        let record = Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: seq,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+        buf.to_vec()
+    }
+
+    fn started(dir: &std::path::Path) -> Node {
+        let node = Node::open(dir);
+        node.store
+            .create_topic("t", 1, BTreeMap::new(), false)
+            .unwrap();
+        node
+    }
+
+    fn produce(node: &Node, id: &str, pid: i64, epoch: i16, seq: i32) {
+        let log = node.log();
+        let part = ("t".to_string(), 0);
+        node.txns
+            .produce(id, pid, epoch, &part, || {
+                log.append(&mut txn_batch(pid, epoch, seq), 0).unwrap()
+            })
+            .unwrap();
+        log.set_high_watermark(log.log_end_offset());
+    }
+
+    #[test]
+    fn producer_ids_and_epochs_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = started(dir.path());
+        let (pid, epoch) = node.init("x");
+        assert_eq!(epoch, 0);
+        assert_eq!(node.init("x"), (pid, 1));
+        assert_ne!(node.init("other").0, pid);
+        drop(node);
+        let node = Node::open(dir.path());
+        assert_eq!(node.init("x"), (pid, 2));
+    }
+
+    #[test]
+    fn a_transaction_prepared_before_a_crash_is_finished_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = started(dir.path());
+        let (pid, epoch) = node.init("x");
+        let part = [("t".to_string(), 0)];
+        node.txns.add_partitions("x", pid, epoch, &part).unwrap();
+        produce(&node, "x", pid, epoch, 0);
+        let offset = Committed {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+        };
+        node.txns
+            .txn_offset_commit("x", pid, epoch, "g", vec![("in".into(), 0, offset.clone())])
+            .unwrap();
+        assert_eq!(node.log().last_stable_offset(), 0);
+        // Crash right after the PrepareCommit record: no marker, no offsets.
+        let entry = node.txns.entry("x").unwrap();
+        let mut meta = entry.lock().clone();
+        meta.state = TxnState::PrepareCommit;
+        node.txns.persist("x", &meta).unwrap();
+        drop(entry);
+        drop(node);
+
+        let node = Node::open(dir.path());
+        let log = node.log();
+        assert_eq!(log.last_stable_offset(), 2, "the COMMIT marker was written");
+        assert!(log.ongoing_transactions().is_empty());
+        let read = log.read(0, 1 << 20, ReadLimit::LastStable).unwrap();
+        assert!(read.aborted.is_empty());
+        let committed = node.groups.committed("g", None);
+        assert_eq!(committed, vec![("in".to_string(), 0, Some(offset))]);
+        let state = node.txns.entry("x").unwrap().lock().state;
+        assert_eq!(state, TxnState::CompleteCommit);
+    }
+
+    #[test]
+    fn open_transactions_no_coordinator_owns_are_aborted_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = started(dir.path());
+        let log = node.log();
+        log.append(&mut txn_batch(77, 3, 0), 0).unwrap();
+        drop(log);
+        drop(node);
+        let node = Node::open(dir.path());
+        let log = node.log();
+        assert!(log.ongoing_transactions().is_empty());
+        let read = log.read(0, 1 << 20, ReadLimit::LastStable).unwrap();
+        assert_eq!(read.aborted.len(), 1);
+        assert_eq!(
+            (read.aborted[0].producer_id, read.aborted[0].first_offset),
+            (77, 0)
+        );
+    }
+
+    #[test]
+    fn an_expired_transaction_is_aborted_and_its_producer_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = started(dir.path());
+        let (pid, epoch) = node.init("x");
+        let part = [("t".to_string(), 0)];
+        node.txns.add_partitions("x", pid, epoch, &part).unwrap();
+        produce(&node, "x", pid, epoch, 0);
+        let now = crate::server::now_millis();
+        assert_eq!(node.txns.expire(&node.ctx(), now), 0, "not yet");
+        assert_eq!(node.txns.expire(&node.ctx(), now + 60_001), 1);
+        assert_eq!(node.log().last_stable_offset(), 2);
+        let end = node.txns.end_txn(&node.ctx(), "x", pid, epoch, true);
+        assert_eq!(end, Err(TxnError::Fenced));
+        // The next instance gets a newer epoch still.
+        assert_eq!(node.init("x"), (pid, epoch + 2));
+    }
 }

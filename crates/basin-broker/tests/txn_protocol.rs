@@ -208,16 +208,22 @@ fn produce_needs_the_partition_in_the_ongoing_transaction() {
     let (code, _) = produce(&mut conn, None, "t", txn_batch(pid, 0, 2, 1));
     assert_ne!(code, 0);
     // A newer producer fences this one: its batches are refused.
+    // Its open transaction is aborted at epoch 1, the new one gets 2.
     let newer = init(&mut conn, "p", 4, (-1, -1));
-    assert_eq!(newer.producer_epoch, 1);
+    assert_eq!(newer.producer_epoch, 2);
     let (code, _) = produce(&mut conn, Some("p"), "t", txn_batch(pid, 0, 2, 1));
     assert_eq!(code, INVALID_PRODUCER_EPOCH);
+    // Nor can the zombie pass for a retry of a bump.
+    assert_eq!(
+        init(&mut conn, "p", 4, (pid, 0)).error_code,
+        PRODUCER_FENCED
+    );
     // EndTxn with no transaction, and retries of a completed one.
-    assert_eq!(end_txn(&mut conn, 3, "p", pid, 1, true), INVALID_TXN_STATE);
-    assert_eq!(add_partitions(&mut conn, 3, "p", pid, 1, &[("t", 0)]), [0]);
-    assert_eq!(end_txn(&mut conn, 3, "p", pid, 1, true), 0);
-    assert_eq!(end_txn(&mut conn, 3, "p", pid, 1, true), 0, "a retry");
-    assert_eq!(end_txn(&mut conn, 3, "p", pid, 1, false), INVALID_TXN_STATE);
+    assert_eq!(end_txn(&mut conn, 3, "p", pid, 2, true), INVALID_TXN_STATE);
+    assert_eq!(add_partitions(&mut conn, 3, "p", pid, 2, &[("t", 0)]), [0]);
+    assert_eq!(end_txn(&mut conn, 3, "p", pid, 2, true), 0);
+    assert_eq!(end_txn(&mut conn, 3, "p", pid, 2, true), 0, "a retry");
+    assert_eq!(end_txn(&mut conn, 3, "p", pid, 2, false), INVALID_TXN_STATE);
 }
 
 fn fetch_committed(conn: &mut TcpStream, t: &str) -> fetch_response::PartitionData {
