@@ -142,3 +142,61 @@ fn delete_policy_logs_are_not_compacted() {
     assert_eq!(log.compact().unwrap().segments_rewritten, 0);
     assert_eq!(all_records(&log).len(), 100);
 }
+
+/// A transactional batch of one record from producer 9.
+fn txn_record(key: &str, seq: i32) -> Vec<u8> {
+    let record = Record {
+        transactional: true,
+        producer_id: 9,
+        producer_epoch: 0,
+        sequence: seq,
+        ..RecordBatchDecoder::decode(&mut Bytes::from(batch(key, Some("txn"), Compression::None)))
+            .unwrap()
+            .records
+            .remove(0)
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+    buf.to_vec()
+}
+
+#[test]
+fn compaction_keeps_transactions_and_their_markers_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), compacted_config()).unwrap();
+    // An aborted transaction writing k0, then plain records overwriting k0
+    // many times, so that the first segments are closed and compacted.
+    log.append(&mut txn_record("k0", 0), 0).unwrap();
+    log.append(&mut txn_record("k1", 1), 0).unwrap();
+    let abort = log
+        .append_marker(9, 0, basin_log::ControlType::Abort, 0, 0)
+        .unwrap();
+    for i in 0..100 {
+        log.append(
+            &mut batch("k0", Some(&format!("v{i}")), Compression::None),
+            0,
+        )
+        .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let before = log.read(0, 1 << 20, ReadLimit::LastStable).unwrap().aborted;
+    let stats = log.compact().unwrap();
+    assert!(stats.segments_rewritten > 0, "{stats:?}");
+    let after = all_records(&log);
+    // The transaction's records and its marker keep their offsets.
+    assert_eq!(
+        &after[..3].iter().map(|r| r.0).collect::<Vec<_>>(),
+        &[0, 1, abort.base_offset]
+    );
+    assert_eq!(
+        log.read(0, 1 << 20, ReadLimit::LastStable).unwrap().aborted,
+        before
+    );
+    assert_eq!(before.len(), 1);
+    // Plain duplicates of k0 in closed segments are gone.
+    assert!(after.len() < 103, "{}", after.len());
+}
