@@ -40,6 +40,9 @@ pub struct JoinSpec {
     pub filter: Option<JoinFilter>,
     /// Columns of left ++ right kept, in order.
     pub projection: Option<Vec<usize>>,
+    /// A semi join: only rows of this side (0 left, 1 right) that have a
+    /// match come out, each once.
+    pub semi: Option<usize>,
     pub output_schema: SchemaRef,
 }
 
@@ -149,72 +152,87 @@ impl Join {
         })
     }
 
-    /// Rows of `batch` (from `side`) paired with the other side's matches.
-    fn probe(
+    /// Pairs of a row of `batch` (from `side`) and a stored row of the
+    /// other side with the same key: (batch row, bucket, stored row id).
+    fn pairs(
         &self,
         side: usize,
-        batch: &RecordBatch,
         keys: &[ArrayRef],
         buckets: &[Option<i64>],
-    ) -> Result<Option<RecordBatch>> {
+    ) -> Result<Vec<(u32, i64, u32)>> {
         let other = &self.sides[1 - side];
         let key_rows = other.keys.convert_columns(keys)?;
-        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        let mut pairs = Vec::new();
         for (i, b) in buckets.iter().enumerate() {
-            let Some(bucket) = b.and_then(|b| other.buckets.get(&b)) else {
+            let Some((b, bucket)) = b.and_then(|b| other.buckets.get(&b).map(|k| (b, k))) else {
                 continue;
             };
             if let Some(ids) = bucket.index.get(key_rows.row(i).as_ref()) {
-                for id in ids {
-                    mine.push(i as u32);
-                    theirs.push(&bucket.rows[*id as usize]);
-                }
+                pairs.extend(ids.iter().map(|id| (i as u32, b, *id)));
             }
         }
-        if mine.is_empty() {
-            return Ok(None);
-        }
+        Ok(pairs)
+    }
+
+    /// The joined rows of `pairs` (left columns, then right), and which
+    /// pairs pass the join's extra condition.
+    fn joined(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        pairs: &[(u32, i64, u32)],
+    ) -> Result<(Vec<ArrayRef>, Vec<bool>)> {
+        let other = &self.sides[1 - side];
         let parser = other.rows.parser();
-        let their_columns = other
-            .rows
-            .convert_rows(theirs.iter().map(|r| parser.parse(r)))?;
-        let indices = UInt32Array::from(mine);
+        let theirs = pairs
+            .iter()
+            .map(|(_, b, id)| parser.parse(&other.buckets[b].rows[*id as usize]));
+        let their_columns = other.rows.convert_rows(theirs)?;
+        let indices = UInt32Array::from_iter_values(pairs.iter().map(|p| p.0));
         let my_columns = batch
             .columns()
             .iter()
             .map(|c| take(c, &indices, None))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let (left, right) = if side == 0 {
-            (my_columns, their_columns)
+        let columns: Vec<ArrayRef> = if side == 0 {
+            my_columns.into_iter().chain(their_columns).collect()
         } else {
-            (their_columns, my_columns)
+            their_columns.into_iter().chain(my_columns).collect()
         };
-        self.finish(left, right).map(Some)
+        let Some(filter) = &self.spec.filter else {
+            return Ok((columns, vec![true; pairs.len()]));
+        };
+        let left_len = self.spec.left.schema.fields().len();
+        let picked: Vec<ArrayRef> = filter
+            .column_indices()
+            .iter()
+            .map(|ColumnIndex { index, side }| match side {
+                JoinSide::Left => columns[*index].clone(),
+                _ => columns[left_len + *index].clone(),
+            })
+            .collect();
+        let intermediate = RecordBatch::try_new(filter.schema().clone(), picked)?;
+        let mask = filter
+            .expression()
+            .evaluate(&intermediate)?
+            .into_array(pairs.len())?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+            .ok_or_else(|| StreamError::Task("join condition is not boolean".into()))?;
+        Ok((
+            columns,
+            (0..pairs.len())
+                .map(|i| mask.is_valid(i) && mask.value(i))
+                .collect(),
+        ))
     }
 
-    /// Apply the join condition and projection to matched pairs.
-    fn finish(&self, left: Vec<ArrayRef>, right: Vec<ArrayRef>) -> Result<RecordBatch> {
-        let n = left.first().or(right.first()).map_or(0, |c| c.len());
-        let mut columns: Vec<ArrayRef> = left.into_iter().chain(right).collect();
-        if let Some(filter) = &self.spec.filter {
-            let left_len = self.spec.left.schema.fields().len();
-            let picked: Vec<ArrayRef> = filter
-                .column_indices()
-                .iter()
-                .map(|ColumnIndex { index, side }| match side {
-                    JoinSide::Left => columns[*index].clone(),
-                    _ => columns[left_len + *index].clone(),
-                })
-                .collect();
-            let intermediate = RecordBatch::try_new(filter.schema().clone(), picked)?;
-            let mask = filter.expression().evaluate(&intermediate)?.into_array(n)?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                .ok_or_else(|| StreamError::Task("join condition is not boolean".into()))?;
-            let all = RecordBatch::try_new(joined_schema(&self.spec), columns)?;
-            columns = filter_record_batch(&all, mask)?.columns().to_vec();
-        }
+    /// Inner join: the passing pairs, projected.
+    fn inner(&self, columns: Vec<ArrayRef>, pass: &[bool]) -> Result<RecordBatch> {
+        let mask = datafusion::arrow::array::BooleanArray::from(pass.to_vec());
+        let all = RecordBatch::try_new(joined_schema(&self.spec), columns)?;
+        let mut columns = filter_record_batch(&all, &mask)?.columns().to_vec();
         if let Some(p) = &self.spec.projection {
             columns = p.iter().map(|&i| columns[i].clone()).collect();
         }
@@ -230,10 +248,27 @@ impl Join {
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let (keys, buckets) = self.sides[side].keys_of(&batch)?;
-        if let Some(joined) = self.probe(side, &batch, &keys, &buckets)? {
-            if joined.num_rows() > 0 {
-                out.push(joined);
+        let (keys, mut buckets) = self.sides[side].keys_of(&batch)?;
+        let pairs = self.pairs(side, &keys, &buckets)?;
+        if !pairs.is_empty() {
+            let (columns, pass) = self.joined(side, &batch, &pairs)?;
+            match self.spec.semi {
+                None => out.push(self.inner(columns, &pass)?),
+                Some(kept) if kept == side => {
+                    // Rows of the kept side that matched are emitted once
+                    // and need not be stored.
+                    let mut matched: Vec<u32> = pairs
+                        .iter()
+                        .zip(&pass)
+                        .filter(|(_, p)| **p)
+                        .map(|(q, _)| q.0)
+                        .collect();
+                    matched.dedup();
+                    matched.iter().for_each(|&i| buckets[i as usize] = None);
+                    let rows = take_batch(&batch, matched)?;
+                    out.push(self.semi_output(rows.columns().to_vec())?);
+                }
+                Some(_) => out.push(self.release(&pairs, &pass)?),
             }
         }
         // A row of a window the watermark has passed can match nothing new.
@@ -243,6 +278,57 @@ impl Join {
             .collect();
         self.sides[side].insert(&batch, &keys, &buckets)
     }
+
+    /// Semi join, new row on the probing side: stored rows of the kept
+    /// side that now match are emitted and forgotten.
+    fn release(&mut self, pairs: &[(u32, i64, u32)], pass: &[bool]) -> Result<RecordBatch> {
+        let kept = self.spec.semi.expect("semi join");
+        let side = &mut self.sides[kept];
+        let mut released: Vec<(i64, u32)> = pairs
+            .iter()
+            .zip(pass)
+            .filter(|(_, p)| **p)
+            .map(|(q, _)| (q.1, q.2))
+            .collect();
+        released.sort_unstable();
+        released.dedup();
+        let parser = side.rows.parser();
+        let rows = released
+            .iter()
+            .map(|(b, id)| parser.parse(&side.buckets[b].rows[*id as usize]));
+        let columns = side.rows.convert_rows(rows)?;
+        let released_ids = released.clone();
+        for (b, id) in &released_ids {
+            if let Some(bucket) = side.buckets.get_mut(b) {
+                bucket
+                    .index
+                    .values_mut()
+                    .for_each(|ids| ids.retain(|i| i != id));
+            }
+        }
+        self.semi_output(columns)
+    }
+
+    /// Rows of the kept side of a semi join, projected.
+    fn semi_output(&self, mut columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+        if let Some(p) = &self.spec.projection {
+            columns = p.iter().map(|&i| columns[i].clone()).collect();
+        }
+        Ok(RecordBatch::try_new(
+            self.spec.output_schema.clone(),
+            columns,
+        )?)
+    }
+}
+
+fn take_batch(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch> {
+    let indices = UInt32Array::from(rows);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c, &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// Left columns then right columns, all nullable.

@@ -358,6 +358,8 @@ impl Builder {
             steps.push(Step::Select(p));
         }
         steps.append(&mut self.stages[stage].post.0);
+        // The source now sends its windowed rows as they are.
+        self.stages[stage].schema = windowed.clone();
         let keys = key_idx
             .iter()
             .map(|&i| Arc::new(Column::new(windowed.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
@@ -464,12 +466,16 @@ impl Builder {
         join: &HashJoinExec,
         node: &Arc<dyn ExecutionPlan>,
     ) -> Result<(usize, Lineages)> {
-        if *join.join_type() != JoinType::Inner {
-            return Err(StreamError::Unsupported(format!(
-                "{:?} joins of streams (inner joins only, yet)",
-                join.join_type()
-            )));
-        }
+        let semi = match join.join_type() {
+            JoinType::Inner => None,
+            JoinType::LeftSemi => Some(0),
+            JoinType::RightSemi => Some(1),
+            other => {
+                return Err(StreamError::Unsupported(format!(
+                    "{other:?} joins of streams (inner and semi joins only, yet)"
+                )))
+            }
+        };
         let (left, left_lineage) = self.build(join.left())?;
         let (right, right_lineage) = self.build(join.right())?;
         let (left_keys, right_keys): (Vec<_>, Vec<_>) = join.on().iter().cloned().unzip();
@@ -496,6 +502,7 @@ impl Builder {
             },
             filter: join.filter().cloned(),
             projection: join.projection.as_ref().map(|p| p.to_vec()),
+            semi,
             output_schema: node.schema(),
         };
         let edges = vec![
@@ -516,7 +523,11 @@ impl Builder {
             },
         );
         self.stages[keyed].schema = node.schema();
-        let mut lineage: Lineages = left_lineage.into_iter().chain(right_lineage).collect();
+        let mut lineage: Lineages = match semi {
+            Some(0) => left_lineage,
+            Some(_) => right_lineage,
+            None => left_lineage.into_iter().chain(right_lineage).collect(),
+        };
         if let Some(p) = &join.projection {
             lineage = p.iter().map(|&i| lineage[i]).collect();
         }

@@ -47,6 +47,36 @@ const CHECKS: &[Check] = &[
         duckdb: true,
     },
     Check {
+        query: "q3",
+        key: &[],
+        columns: &[],
+        duckdb: true,
+    },
+    Check {
+        query: "q4",
+        key: &["category"],
+        columns: &[],
+        duckdb: true,
+    },
+    Check {
+        query: "q5",
+        key: &[],
+        columns: &[],
+        duckdb: false,
+    },
+    Check {
+        query: "q7",
+        key: &[],
+        columns: &[],
+        duckdb: false,
+    },
+    Check {
+        query: "q8",
+        key: &[],
+        columns: &[],
+        duckdb: false,
+    },
+    Check {
         query: "q11",
         key: &[],
         columns: &[],
