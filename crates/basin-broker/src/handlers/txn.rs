@@ -8,7 +8,7 @@
 //! before; TxnOffsetCommit and Produce always say INVALID_PRODUCER_EPOCH.
 
 use kafka_protocol::messages::*;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::errors;
 use crate::groups::Committed;
@@ -66,7 +66,7 @@ pub fn init_producer_id(
     let code = result_code(&result, fenced_code(version, 4), "InitProducerId");
     let (pid, epoch) = result.unwrap_or((-1, -1));
     if code == errors::NONE {
-        info!(transactional_id = %init.transactional_id, producer_id = pid, epoch, "InitProducerId");
+        debug!(transactional_id = %init.transactional_id, producer_id = pid, epoch, "InitProducerId");
     }
     InitProducerIdResponse::default()
         .with_error_code(code)
@@ -92,8 +92,7 @@ pub fn add_partitions_to_txn(
             .topic(t)
             .is_some_and(|topic| topic.partition(*p).is_some())
     };
-    let all_exist = wanted.iter().all(exists);
-    let shared = if all_exist {
+    let shared = if wanted.iter().all(exists) {
         let result = state.txns.add_partitions(
             req.v3_and_below_transactional_id.0.as_str(),
             req.v3_and_below_producer_id.0,
@@ -104,30 +103,38 @@ pub fn add_partitions_to_txn(
     } else {
         errors::OPERATION_NOT_ATTEMPTED
     };
-    let topics = req
-        .v3_and_below_topics
+    let code_of = |key: &(String, i32)| {
+        if exists(key) {
+            shared
+        } else {
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        }
+    };
+    AddPartitionsToTxnResponse::default()
+        .with_results_by_topic_v3_and_below(partition_results(&req.v3_and_below_topics, code_of))
+}
+
+fn partition_results(
+    topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+    code_of: impl Fn(&(String, i32)) -> i16,
+) -> Vec<add_partitions_to_txn_response::AddPartitionsToTxnTopicResult> {
+    topics
         .iter()
         .map(|t| {
             let results = t
                 .partitions
                 .iter()
                 .map(|&p| {
-                    let missing = !exists(&(t.name.0.to_string(), p));
                     add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
                         .with_partition_index(p)
-                        .with_partition_error_code(if missing {
-                            errors::UNKNOWN_TOPIC_OR_PARTITION
-                        } else {
-                            shared
-                        })
+                        .with_partition_error_code(code_of(&(t.name.0.to_string(), p)))
                 })
                 .collect();
             add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
                 .with_name(t.name.clone())
                 .with_results_by_partition(results)
         })
-        .collect();
-    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+        .collect()
 }
 
 /// AddOffsetsToTxn: the group's offsets join the transaction.
@@ -159,24 +166,6 @@ pub fn txn_offset_commit(
     version: i16,
 ) -> TxnOffsetCommitResponse {
     let group = req.group_id.0.as_str();
-    let offsets: Vec<(String, i32, Committed)> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| {
-                let c = Committed {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                };
-                (t.name.0.to_string(), p.partition_index, c)
-            })
-        })
-        .collect();
     let member_check = if version >= 3 {
         state
             .groups
@@ -194,12 +183,40 @@ pub fn txn_offset_commit(
             req.producer_id.0,
             req.producer_epoch,
             group,
-            offsets,
+            offsets_of(&req.topics),
         );
         result_code(&result, errors::INVALID_PRODUCER_EPOCH, "TxnOffsetCommit")
     };
-    let topics = req
-        .topics
+    TxnOffsetCommitResponse::default().with_topics(commit_results(&req.topics, code))
+}
+
+fn offsets_of(
+    topics: &[txn_offset_commit_request::TxnOffsetCommitRequestTopic],
+) -> Vec<(String, i32, Committed)> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let c = Committed {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                };
+                (t.name.0.to_string(), p.partition_index, c)
+            })
+        })
+        .collect()
+}
+
+fn commit_results(
+    topics: &[txn_offset_commit_request::TxnOffsetCommitRequestTopic],
+    code: i16,
+) -> Vec<txn_offset_commit_response::TxnOffsetCommitResponseTopic> {
+    topics
         .iter()
         .map(|t| {
             let partitions = t
@@ -215,8 +232,7 @@ pub fn txn_offset_commit(
                 .with_name(t.name.clone())
                 .with_partitions(partitions)
         })
-        .collect();
-    TxnOffsetCommitResponse::default().with_topics(topics)
+        .collect()
 }
 
 /// EndTxn: commit or abort; markers are written before the answer.
