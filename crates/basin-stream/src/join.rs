@@ -137,6 +137,8 @@ pub struct Join {
     spec: JoinSpec,
     sides: [SideState; 2],
     watermark: i64,
+    /// Per side: its input is complete (a bounded input, fully read).
+    complete: [bool; 2],
 }
 
 impl Join {
@@ -149,6 +151,7 @@ impl Join {
             spec,
             sides,
             watermark: i64::MIN,
+            complete: [false; 2],
         })
     }
 
@@ -271,7 +274,11 @@ impl Join {
                 Some(_) => out.push(self.release(&pairs, &pass)?),
             }
         }
-        // A row of a window the watermark has passed can match nothing new.
+        // A row of a window the watermark has passed, or facing a complete
+        // input (a lookup join against a lake table), can match nothing new.
+        if self.complete[1 - side] {
+            return Ok(());
+        }
         let buckets: Vec<Option<i64>> = buckets
             .into_iter()
             .map(|b| b.filter(|b| *b > self.watermark))
@@ -356,6 +363,12 @@ impl Operator for Join {
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
         self.on_side(input.min(1), batch, out)
+    }
+
+    fn on_input_watermark(&mut self, input: usize, watermark: i64) {
+        if watermark == i64::MAX {
+            self.complete[input.min(1)] = true;
+        }
     }
 
     fn on_watermark(&mut self, watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {

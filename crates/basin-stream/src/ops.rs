@@ -27,6 +27,9 @@ pub trait Operator: Send {
         self.on_batch(batch, out)
     }
 
+    /// Input `input`'s own watermark (`i64::MAX`: that input is complete).
+    fn on_input_watermark(&mut self, _input: usize, _watermark: i64) {}
+
     /// Event time has passed `watermark` (ms): emit what is complete.
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {
         Ok(())

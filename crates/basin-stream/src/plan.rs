@@ -51,6 +51,8 @@ pub struct StagePlan {
 pub enum StageKind {
     /// Reads a topic; windows are assigned right after decoding.
     Source(StreamScanExec),
+    /// A bounded input (lake table, files) that DataFusion reads once.
+    Bounded(Arc<dyn ExecutionPlan>),
     Keyed(KeyedPlan),
 }
 
@@ -118,6 +120,11 @@ struct Builder {
 
 /// Plan `plan` (the physical plan of a query) as a stream job graph.
 pub fn job_graph(plan: &Arc<dyn ExecutionPlan>) -> Result<Graph> {
+    if !has_stream(plan) {
+        return Err(StreamError::Unsupported(
+            "the query reads no topic; stream mode needs a topic source (use --mode batch)".into(),
+        ));
+    }
     let mut builder = Builder { stages: Vec::new() };
     let (_, _) = builder.build(plan)?;
     for stage in &builder.stages {
@@ -147,6 +154,9 @@ impl Builder {
         if let Some(join) = node.downcast_ref::<HashJoinExec>() {
             return self.join(join, node);
         }
+        if !has_stream(node) {
+            return Ok(self.bounded(node));
+        }
         let children = node.children();
         let [child] = children.as_slice() else {
             return Err(StreamError::Unsupported(if children.is_empty() {
@@ -162,6 +172,22 @@ impl Builder {
         let (stage, lineage) = self.add(stage, node, lineage)?;
         self.stages[stage].schema = node.schema();
         Ok((stage, lineage))
+    }
+
+    /// A part of the plan that reads no stream (a lake table, files): run
+    /// once by DataFusion, its rows feed the stream job, then its
+    /// watermark jumps to the end of time.
+    fn bounded(&mut self, node: &Arc<dyn ExecutionPlan>) -> (usize, Lineages) {
+        self.stages.push(StagePlan {
+            kind: StageKind::Bounded(node.clone()),
+            inputs: Vec::new(),
+            post: Chain::default(),
+            schema: node.schema(),
+        });
+        (
+            self.stages.len() - 1,
+            vec![None; node.schema().fields().len()],
+        )
     }
 
     fn source(&mut self, scan: &StreamScanExec) -> (usize, Lineages) {
@@ -533,6 +559,11 @@ impl Builder {
         }
         Ok((keyed, lineage))
     }
+}
+
+/// Whether a live source is under `node`.
+fn has_stream(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.downcast_ref::<StreamScanExec>().is_some() || node.children().into_iter().any(has_stream)
 }
 
 fn scan_lineage(scan: &StreamScanExec) -> Lineages {

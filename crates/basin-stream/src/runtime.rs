@@ -185,6 +185,10 @@ impl Wiring {
                     tasks.push(parallelism.max(1));
                     partitions.push(Vec::new());
                 }
+                StageKind::Bounded(_) => {
+                    tasks.push(1);
+                    partitions.push(Vec::new());
+                }
             }
         }
         let consumers = (0..graph.stages.len()).map(|s| graph.consumer(s)).collect();
@@ -200,7 +204,7 @@ impl Wiring {
             .stages
             .iter()
             .zip(&self.tasks)
-            .filter(|(s, _)| matches!(s.kind, StageKind::Source(_)))
+            .filter(|(s, _)| !matches!(s.kind, StageKind::Keyed(_)))
             .map(|(_, t)| t)
             .sum()
     }
@@ -295,6 +299,20 @@ impl Launcher<'_> {
                 let task = SourceTask {
                     scan,
                     reader,
+                    control: ctl_rx,
+                    common,
+                };
+                spawn(name, self.reports.clone(), move || task.run())
+            }
+            StageKind::Bounded(plan) => {
+                let done = self
+                    .restored
+                    .is_some_and(|m| m.offsets.contains_key(&format!("{s}:done")));
+                let (ctl_tx, ctl_rx) = unbounded();
+                self.controls.push(ctl_tx);
+                let task = BoundedTask {
+                    plan,
+                    done,
                     control: ctl_rx,
                     common,
                 };
@@ -663,6 +681,65 @@ impl SourceTask {
     }
 }
 
+/// Reads a bounded input (a lake table, files) once through DataFusion.
+/// A checkpoint taken after it has sent everything records it as done,
+/// so a restarted job does not read it again (its rows are in the state
+/// of the operators downstream).
+struct BoundedTask {
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    done: bool,
+    control: Receiver<Control>,
+    common: TaskCommon,
+}
+
+impl BoundedTask {
+    fn run(mut self) -> Result<()> {
+        if !self.done {
+            self.read_all()?;
+        }
+        self.common.forward(|| Msg::Watermark(i64::MAX));
+        let _ = self.common.reports.send(Report::Finished);
+        let stage = self.common.stage;
+        loop {
+            match self.control.recv() {
+                Ok(Control::Checkpoint(id)) => {
+                    self.common
+                        .barrier(id, vec![(format!("{stage}:done"), 1)], Vec::new())?
+                }
+                Ok(Control::Stop) | Err(_) => {
+                    self.common.forward(|| Msg::End);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn read_all(&mut self) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StreamError::Task(format!("bounded source runtime: {e}")))?;
+        let context = Arc::new(datafusion::execution::TaskContext::default());
+        let partitions = self
+            .plan
+            .properties()
+            .output_partitioning()
+            .partition_count();
+        for p in 0..partitions {
+            let mut stream = self.plan.execute(p, context.clone())?;
+            while let Some(batch) = runtime.block_on(futures::StreamExt::next(&mut stream)) {
+                let batch = batch?;
+                self.common
+                    .stats
+                    .rows_in
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                self.common.emit(batch)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Routes rows to the next stage's tasks by a hash of their key.
 struct Exchange {
     keys: Vec<Arc<dyn PhysicalExpr>>,
@@ -769,7 +846,10 @@ impl KeyedTask {
                     let input = self.inputs[i].1;
                     self.push_input(input, batch, &mut out)?
                 }
-                Some(Msg::Watermark(w)) => watermarks[i] = w,
+                Some(Msg::Watermark(w)) => {
+                    watermarks[i] = w;
+                    self.input_watermark(self.inputs[i].1, &watermarks);
+                }
                 Some(Msg::Barrier(id)) => {
                     blocked[i] = true;
                     if (0..n).all(|j| blocked[j] || ended[j]) {
@@ -820,6 +900,17 @@ impl KeyedTask {
         let op = select.select_deadline(deadline).ok()?;
         let i = open[op.index()];
         Some((i, op.recv(&self.inputs[i].0).ok()))
+    }
+
+    /// Tell the first operator the watermark of input `input` (the lowest
+    /// over the upstream tasks of that input).
+    fn input_watermark(&mut self, input: usize, watermarks: &[i64]) {
+        let low = (0..self.inputs.len())
+            .filter(|&j| self.inputs[j].1 == input)
+            .map(|j| watermarks[j])
+            .min()
+            .unwrap_or(i64::MIN);
+        self.ops[0].on_input_watermark(input, low);
     }
 
     fn push_input(

@@ -369,7 +369,7 @@ impl ReaderState {
             .partitions
             .values()
             .filter(|s| !(s.caught_up && s.last_record.elapsed() >= IDLE_AFTER))
-            .filter(|s| !s.end.is_some_and(|e| s.next >= e))
+            .filter(|s| s.end.is_none_or(|e| s.next < e))
             .collect();
         if active.is_empty() {
             // all idle: the largest time seen anywhere

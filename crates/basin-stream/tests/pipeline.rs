@@ -464,3 +464,69 @@ async fn row_number_top_n_and_dedup_stream_equals_batch_equals_expected() {
         assert_same(&what, &got, &latest);
     }
 }
+
+/// A lookup join of a stream against a lake table (a bounded input read
+/// once); restarted with more events, it neither loses the lake rows nor
+/// reads them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lookup_join_against_a_lake_table_across_restarts() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).await.unwrap();
+    engine
+        .execute("CREATE TABLE lake.names AS SELECT * FROM (VALUES (0, 'zero'), (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four'), (5, 'five')) AS t(id, name)")
+        .await
+        .unwrap();
+    drop(engine);
+    let events = bids(1200);
+    let (first, second) = events.split_at(700);
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP)
+           STORED AS TOPIC LOCATION 'lookup' OPTIONS ('brokers' '{brokers}');
+         CREATE TABLE IF NOT EXISTS lake.named (name VARCHAR, price BIGINT, date_time TIMESTAMP);
+         INSERT INTO lake.named SELECT n.name, b.price, b.date_time FROM bids b JOIN lake.names n ON b.auction = n.id;"
+    );
+    let names = ["zero", "one", "two", "three", "four", "five"];
+    let expected: Vec<String> = {
+        let mut out: Vec<String> = events
+            .iter()
+            .filter(|b| b.auction < 6)
+            .map(|b| {
+                format!(
+                    "{},{},{}",
+                    names[b.auction as usize],
+                    b.price,
+                    timestamp(b.time).replace(' ', "T")
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    produce(&brokers, "lookup", first).await;
+    run(&sql, &options(dir.path(), Mode::Stream, 2)).await;
+    produce(&brokers, "lookup", second).await;
+    run(&sql, &options(dir.path(), Mode::Stream, 2)).await;
+    let got = rows(dir.path(), "SELECT name, price, date_time FROM lake.named").await;
+    let normalize = |v: Vec<String>| -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().map(|r| r.replace(".000", "")).collect();
+        v.sort();
+        v
+    };
+    assert_same("stream", &normalize(got), &normalize(expected.clone()));
+    let batch_dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(batch_dir.path()).await.unwrap();
+    engine
+        .execute("CREATE TABLE lake.names AS SELECT * FROM (VALUES (0, 'zero'), (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four'), (5, 'five')) AS t(id, name)")
+        .await
+        .unwrap();
+    drop(engine);
+    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+    let got = rows(
+        batch_dir.path(),
+        "SELECT name, price, date_time FROM lake.named",
+    )
+    .await;
+    assert_same("batch", &normalize(got), &normalize(expected));
+}
