@@ -82,7 +82,24 @@ impl CheckpointStore {
         let Some(id) = self.completed()?.pop() else {
             return Ok(None);
         };
+        self.get(id)
+    }
+
+    /// Forget checkpoints newer than `id` (their output never committed).
+    pub fn discard_after(&self, id: u64) -> Result<()> {
+        for newer in self.completed()?.into_iter().filter(|c| *c > id) {
+            let path = self.folder(newer);
+            fs::remove_dir_all(&path).at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `id`, if it completed and is still kept.
+    pub fn get(&self, id: u64) -> Result<Option<Manifest>> {
         let path = self.folder(id).join(MANIFEST);
+        if !path.exists() {
+            return Ok(None);
+        }
         let text = fs::read_to_string(&path).at(&path)?;
         let manifest = serde_json::from_str(&text).map_err(|e| StreamError::Checkpoint {
             path: path.clone(),

@@ -18,6 +18,7 @@ pub mod session;
 pub mod sink;
 pub mod source;
 pub mod topn;
+pub mod txn;
 pub mod udf;
 pub mod window;
 

@@ -41,6 +41,7 @@ use crate::session::SessionOp;
 use crate::sink::{Sink, SinkTarget};
 use crate::source::TopicReader;
 use crate::topn::TopN;
+use crate::txn::TxnTopic;
 
 /// Batches in flight between two tasks.
 const CHANNEL_DEPTH: usize = 16;
@@ -103,7 +104,12 @@ pub fn run_job(
     stats: Arc<JobStats>,
 ) -> Result<()> {
     let store = CheckpointStore::new(&config.checkpoint_dir)?;
-    let restored = store.latest()?;
+    let topics = source_topics(&graph);
+    let txn = match &sink {
+        SinkTarget::Topic(info) => Some(Arc::new(TxnTopic::open(&info.brokers, &config.name)?)),
+        _ => None,
+    };
+    let restored = restorable(&store, txn.as_deref(), &topics)?;
     if let Some(m) = &restored {
         check_compatible(m, &config)?;
         sink.commit(&config.name, &m.sink_files)?;
@@ -114,6 +120,7 @@ pub fn run_job(
     let mut launcher = Launcher {
         graph: &graph,
         sink: &sink,
+        txn: txn.as_ref(),
         config: &config,
         store: &store,
         restored: restored.as_ref(),
@@ -138,6 +145,8 @@ pub fn run_job(
         config: config.clone(),
         store,
         sink,
+        txn: txn.clone(),
+        topics,
         controls,
         tasks: wiring.tasks.iter().sum(),
         sources: wiring.source_tasks(&graph),
@@ -148,6 +157,9 @@ pub fn run_job(
         final_id: None,
     };
     let outcome = coordinator.run(report_rx);
+    if let (Err(_), Some(txn)) = (&outcome, &txn) {
+        txn.fail();
+    }
     for c in &coordinator.controls {
         let _ = c.send(Control::Stop);
     }
@@ -157,6 +169,39 @@ pub fn run_job(
         }
     }
     outcome
+}
+
+/// The topic each source stage reads, by stage.
+fn source_topics(graph: &Graph) -> HashMap<String, String> {
+    graph
+        .stages
+        .iter()
+        .enumerate()
+        .filter_map(|(s, stage)| match &stage.kind {
+            StageKind::Source(scan) => Some((s.to_string(), scan.source.topic.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The checkpoint to resume from: the newest, or with a transactional
+/// topic sink the one whose transaction committed last (newer ones are
+/// dropped: their output was aborted).
+fn restorable(
+    store: &CheckpointStore,
+    txn: Option<&TxnTopic>,
+    topics: &HashMap<String, String>,
+) -> Result<Option<Manifest>> {
+    let latest = store.latest()?;
+    let (Some(txn), Some(m)) = (txn, &latest) else {
+        return Ok(latest);
+    };
+    let committed = txn.last_committed(m, topics)?;
+    store.discard_after(committed.unwrap_or(0))?;
+    match committed {
+        Some(id) => store.get(id),
+        None => Ok(None),
+    }
 }
 
 /// How many tasks each stage has, and the partitions of source stages.
@@ -235,6 +280,7 @@ impl Wiring {
 struct Launcher<'a> {
     graph: &'a Graph,
     sink: &'a SinkTarget,
+    txn: Option<&'a Arc<TxnTopic>>,
     config: &'a JobConfig,
     store: &'a CheckpointStore,
     restored: Option<&'a Manifest>,
@@ -258,7 +304,11 @@ impl Launcher<'_> {
             }
             None => {
                 let staging = self.config.checkpoint_dir.join("staging");
-                Ok(Output::Sink(self.sink.open(&staging, s * 1000 + t)?))
+                Ok(Output::Sink(self.sink.open(
+                    &staging,
+                    s * 1000 + t,
+                    self.txn,
+                )?))
             }
         }
     }
@@ -425,6 +475,9 @@ struct Coordinator {
     config: JobConfig,
     store: CheckpointStore,
     sink: SinkTarget,
+    txn: Option<Arc<TxnTopic>>,
+    /// Source stage → topic (for the transaction's offsets).
+    topics: HashMap<String, String>,
     controls: Vec<Sender<Control>>,
     tasks: usize,
     sources: usize,
@@ -525,6 +578,9 @@ impl Coordinator {
         };
         self.store.complete(&manifest)?;
         self.sink.commit(&self.config.name, &manifest.sink_files)?;
+        if let Some(txn) = &self.txn {
+            txn.commit(&manifest, &self.topics)?;
+        }
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         debug!(job = %self.config.name, checkpoint = id, "checkpoint complete");
         if self.final_id == Some(id) {
@@ -604,7 +660,10 @@ impl TaskCommon {
             states,
             files,
         });
-        Ok(())
+        match &mut self.output {
+            Output::Sink(sink) => sink.after_ack(id),
+            Output::Exchange(_) => Ok(()),
+        }
     }
 }
 

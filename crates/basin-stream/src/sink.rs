@@ -2,8 +2,8 @@
 //! checkpoint barrier the sink makes what it has written durable and says
 //! what the coordinator must commit once the checkpoint is recorded:
 //! - `print`: JSON lines on stdout;
-//! - topics: produced with an idempotent producer, flushed at each
-//!   barrier (at-least-once until the broker has transactions);
+//! - topics: one Kafka transaction per checkpoint, committed once the
+//!   checkpoint is recorded (exactly-once for `read_committed` readers);
 //! - lake tables: Parquet files staged per checkpoint and linked into a
 //!   new table version when the checkpoint commits; committing again after
 //!   a crash finds the files already there, so each row lands once.
@@ -26,12 +26,19 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 use crate::error::{IoContext, Result, StreamError};
 use crate::source::SourceInfo;
+use crate::txn::TxnTopic;
 
 /// A task's writer into the job's target.
 pub trait Sink: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
     /// Make everything written durable; files the coordinator commits.
     fn prepare(&mut self, checkpoint: u64) -> Result<Vec<PathBuf>>;
+
+    /// Called once the task has acknowledged `checkpoint`: a transactional
+    /// sink waits here until the checkpoint's transaction commits.
+    fn after_ack(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The target of a job, shared by its tasks and its coordinator.
@@ -57,12 +64,24 @@ impl SinkTarget {
         }
     }
 
-    /// The writer of subtask `subtask`; lake files are staged in `staging`.
-    pub fn open(&self, staging: &Path, subtask: usize) -> Result<Box<dyn Sink>> {
+    /// The writer of subtask `subtask`; lake files are staged in `staging`;
+    /// topic rows go through the job's transactional producer when given.
+    pub fn open(
+        &self,
+        staging: &Path,
+        subtask: usize,
+        txn: Option<&Arc<TxnTopic>>,
+    ) -> Result<Box<dyn Sink>> {
         Ok(match self {
             SinkTarget::Print => Box::new(PrintSink),
             SinkTarget::Discard => Box::new(DiscardSink),
-            SinkTarget::Topic(info) => Box::new(TopicSink::open(info.clone())?),
+            SinkTarget::Topic(info) => match txn {
+                Some(txn) => Box::new(TxnSink {
+                    info: info.clone(),
+                    txn: txn.clone(),
+                }),
+                None => Box::new(TopicSink::open(info.clone())?),
+            },
             SinkTarget::Lake { meta, .. } => {
                 if !meta.partition_cols.is_empty() {
                     return Err(StreamError::Unsupported(format!(
@@ -181,6 +200,37 @@ impl Sink for TopicSink {
     fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
         self.producer.flush(Duration::from_secs(60))?;
         Ok(vec![])
+    }
+}
+
+/// Rows of one checkpoint go out in one transaction (see [`crate::txn`]).
+struct TxnSink {
+    info: Arc<SourceInfo>,
+    txn: Arc<TxnTopic>,
+}
+
+impl Sink for TxnSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let values: Vec<usize> = (0..self.info.value_schema.fields().len()).collect();
+        let batch = batch.project(&values)?;
+        let keys = record_keys(&batch, &self.info.key)?;
+        let lines = match self.info.format {
+            ValueFormat::Json => json_lines(&batch)?,
+            ValueFormat::Csv => csv_lines(&batch)?,
+        };
+        for (line, key) in lines.iter().zip(keys) {
+            self.txn.send(&self.info.topic, line, key.as_deref())?;
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
+        self.txn.flush()?;
+        Ok(vec![])
+    }
+
+    fn after_ack(&mut self, checkpoint: u64) -> Result<()> {
+        self.txn.wait_committed(checkpoint)
     }
 }
 

@@ -59,18 +59,41 @@ fn expected(events: &[(i64, i64, i64)]) -> Vec<String> {
         .collect()
 }
 
-fn pipeline(dir: &Path) -> std::path::PathBuf {
-    let sql = "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
-                 WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
-               STORED AS TOPIC LOCATION 'bids';
-               CREATE TABLE IF NOT EXISTS lake.bid_counts (auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT);
-               INSERT INTO lake.bid_counts
-               SELECT auction, window_start, count(*), sum(price)
-               FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '5' SECOND))
-               GROUP BY auction, window_start, window_end;";
+/// The windowed count, into `sink` (declared by `sink_ddl`).
+fn pipeline(dir: &Path, sink_ddl: &str, sink: &str) -> std::path::PathBuf {
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
+         STORED AS TOPIC LOCATION 'bids';
+         {sink_ddl};
+         INSERT INTO {sink} (auction, window_start, bids, total)
+         SELECT auction, window_start, count(*), sum(price)
+         FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '5' SECOND))
+         GROUP BY auction, window_start, window_end;"
+    );
     let path = dir.join("bid_counts.sql");
     std::fs::write(&path, sql).unwrap();
     path
+}
+
+/// The id of the newest completed checkpoint of the job, 0 if none.
+fn newest_checkpoint(data: &Path) -> u64 {
+    let job = data.join("pipelines/bid_counts/statement-2");
+    let Ok(entries) = std::fs::read_dir(&job) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("_manifest.json").exists())
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("chk-")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn seed() -> u64 {
@@ -82,17 +105,34 @@ fn seed() -> u64 {
     seed
 }
 
+const LAKE_SINK: &str = "CREATE TABLE IF NOT EXISTS lake.bid_counts (auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT)";
+const TOPIC_SINK: &str = "CREATE EXTERNAL TABLE bid_counts (auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT) STORED AS TOPIC LOCATION 'bid_counts'";
+
 #[test]
-fn killed_and_restarted_job_writes_each_row_once() {
+fn killed_and_restarted_job_writes_each_row_once_to_the_lake() {
+    let query = "SELECT auction, window_start, bids, total FROM lake.bid_counts ORDER BY auction, window_start";
+    killed_and_restarted(LAKE_SINK, "lake.bid_counts", &[], query);
+}
+
+/// Into a topic, read with isolation.level=read_committed (the default of
+/// Basin's topic tables): every row once.
+#[test]
+fn killed_and_restarted_job_writes_each_row_once_to_a_topic() {
+    let read = "CREATE EXTERNAL TABLE IF NOT EXISTS counts_read (auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT) STORED AS TOPIC LOCATION 'bid_counts'";
+    let query =
+        "SELECT auction, window_start, bids, total FROM counts_read ORDER BY auction, window_start";
+    killed_and_restarted(TOPIC_SINK, "bid_counts", &[read], query);
+}
+
+/// Run the job, SIGKILL it at random moments and restart it; then `query`
+/// (after `setup`) must give each expected row once.
+fn killed_and_restarted(sink_ddl: &str, sink: &str, setup: &[&str], query: &str) {
     let broker = TestBroker::start();
     let brokers = broker.bootstrap();
-    let created = run_basin(
-        &brokers,
-        &["topic", "create", "bids", "--partitions", "3"],
-        None,
-        LIMIT,
-    );
-    assert!(created.success);
+    for topic in ["bids", "bid_counts"] {
+        let create = ["topic", "create", topic, "--partitions", "3"];
+        assert!(run_basin(&brokers, &create, None, LIMIT).success);
+    }
     let events = events(200_000);
     let lines: String = events
         .iter()
@@ -112,7 +152,7 @@ fn killed_and_restarted_job_writes_each_row_once() {
     assert!(produced.success);
 
     let dir = tempfile::tempdir().unwrap();
-    let file = pipeline(dir.path());
+    let file = pipeline(dir.path(), sink_ddl, sink);
     let data = dir.path().join("data");
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = [
@@ -137,7 +177,8 @@ fn killed_and_restarted_job_writes_each_row_once() {
         rng = rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(200 + (rng >> 33) % 800);
+        let after = Duration::from_millis((rng >> 33) % 300);
+        let before = newest_checkpoint(&data);
         let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
             .args(args(&[]))
             .env("BASIN_BROKERS", &brokers)
@@ -145,6 +186,10 @@ fn killed_and_restarted_job_writes_each_row_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Kill once the run has made progress: after a new checkpoint.
+        while newest_checkpoint(&data) == before && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(after);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -153,15 +198,23 @@ fn killed_and_restarted_job_writes_each_row_once() {
         wait_for_exit(&mut child, LIMIT, &["pipeline", "run"]);
     }
     assert!(
-        kills > 0,
-        "no run was still going when killed; make the input larger"
+        kills >= 2,
+        "fewer than two runs were still going when killed; make the input larger"
     );
     let args = args(&[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let last = run_basin(&brokers, &args, None, LIMIT);
     assert!(last.success, "{}", last.stderr);
 
-    let query = "SELECT auction, window_start, bids, total FROM lake.bid_counts ORDER BY auction, window_start";
+    for ddl in setup {
+        let done = run_basin(
+            &brokers,
+            &["sql", "--data-dir", data.to_str().unwrap(), ddl],
+            None,
+            LIMIT,
+        );
+        assert!(done.success, "{}", done.stderr);
+    }
     let out = run_basin(
         &brokers,
         &[
