@@ -69,8 +69,10 @@ start() {
       { cat "$DIR.initdb.log" >&2; exit 1; }
   fi
   log "starting PostgreSQL on 127.0.0.1:$PORT (log: $DIR/server.log)"
+  # 9>&-: the server must not inherit the lock, or it holds it forever
+  # and the next caller waits forever.
   as_owner "$(find_bin pg_ctl)" -D "$DIR" -l "$DIR/server.log" -w -t 60 \
-    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >&2 ||
+    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >&2 9>&- ||
     { cat "$DIR/server.log" >&2; exit 1; }
   echo "$URL"
 }

@@ -16,7 +16,7 @@ use datafusion::sql::parser::CreateExternalTable;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
-    Insert, ObjectName, ObjectType, Statement as SqlStatement, TableObject,
+    Ident, Insert, ObjectName, ObjectType, Statement as SqlStatement, TableObject,
 };
 use tracing::warn;
 
@@ -30,7 +30,7 @@ use crate::postgres::PostgresTableFactory;
 use crate::progress::{ScanProgress, TrackScans};
 use crate::rejects::{rejects_batch, rejects_schema, RejectLog, REJECTS_TABLE};
 use crate::schema_check::{check_declared, check_insert};
-use crate::topic::TopicTableFactory;
+use crate::topic::{TopicTable, TopicTableFactory};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 
 /// The result of one statement.
@@ -259,8 +259,10 @@ impl Engine {
                         .await
                 }
                 SqlStatement::Insert(insert) => {
-                    self.check_insert(insert).await?;
-                    self.plan_and_run(statement.clone()).await
+                    let insert = self.with_topic_columns(insert).await;
+                    self.check_insert(&insert).await?;
+                    let statement = Statement::Statement(Box::new(SqlStatement::Insert(insert)));
+                    self.plan_and_run(statement).await
                 }
                 SqlStatement::Drop {
                     object_type: ObjectType::Table,
@@ -293,6 +295,28 @@ impl Engine {
             .await?;
         let files = files.schema().as_arrow();
         check_declared(key, &c.locations.join(", "), &declared, files)
+    }
+
+    /// `INSERT INTO topic_table SELECT ...` without a column list means the
+    /// declared columns, not the Kafka metadata columns the table also has.
+    async fn with_topic_columns(&self, insert: &Insert) -> Insert {
+        let mut insert = insert.clone();
+        let TableObject::TableName(name) = &insert.table else {
+            return insert;
+        };
+        if !insert.columns.is_empty() {
+            return insert;
+        }
+        let Ok(reference) = object_name_to_table_reference(name.clone(), true) else {
+            return insert;
+        };
+        let Ok(table) = self.ctx.table_provider(reference).await else {
+            return insert;
+        };
+        if let Some(topic) = table.downcast_ref::<TopicTable>() {
+            insert.columns = value_columns(&topic.value_schema());
+        }
+        insert
     }
 
     /// An INSERT's query must give the target's columns, with types that fit.
@@ -455,6 +479,15 @@ fn nullable(schema: &Schema) -> Schema {
 
 /// A column named in an INSERT, normalised as DataFusion does (unquoted
 /// names fold to lower case).
+/// The columns of `schema` as an INSERT's column list.
+pub fn value_columns(schema: &Schema) -> Vec<ObjectName> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ObjectName::from(vec![Ident::with_quote('"', f.name())]))
+        .collect()
+}
+
 fn column_name(name: &ObjectName) -> String {
     match name.0.last().and_then(|part| part.as_ident()) {
         Some(ident) if ident.quote_style.is_some() => ident.value.clone(),

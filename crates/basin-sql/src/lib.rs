@@ -20,7 +20,7 @@ pub mod rejects;
 mod schema_check;
 pub mod topic;
 
-pub use engine::{Engine, Output, Parsed};
+pub use engine::{value_columns, Engine, Output, Parsed};
 pub use error::{Result, SqlError};
 pub use lake::Leftover;
 pub use lake_table::LakeTable;

@@ -227,6 +227,35 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Plan a statement; `INSERT INTO topic SELECT ...` without a column
+    /// list means the topic's declared columns (not its metadata columns).
+    async fn logical_plan(
+        &self,
+        state: &datafusion::execution::SessionState,
+        sql: &str,
+    ) -> Result<LogicalPlan> {
+        use datafusion::sql::parser::Statement as DfStatement;
+        use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, TableObject};
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut statement = state.sql_to_statement(sql, &dialect)?;
+        if let DfStatement::Statement(s) = &mut statement {
+            if let SqlStatement::Insert(insert) = s.as_mut() {
+                if let (TableObject::TableName(name), true) =
+                    (&insert.table, insert.columns.is_empty())
+                {
+                    let provider = self.ctx().table_provider(name.to_string().as_str()).await;
+                    if let Some(source) = provider.ok().and_then(|p| {
+                        p.downcast_ref::<StreamSourceTable>()
+                            .map(|s| s.info.clone())
+                    }) {
+                        insert.columns = basin_sql::value_columns(&source.value_schema);
+                    }
+                }
+            }
+        }
+        Ok(state.statement_to_plan(statement).await?)
+    }
+
     async fn plan_job(
         &self,
         st: &Statement,
@@ -234,7 +263,7 @@ impl Pipeline {
         options: &RunOptions,
     ) -> Result<(Graph, SinkTarget, JobConfig)> {
         let state = self.ctx().state();
-        let logical = state.create_logical_plan(&st.sql).await?;
+        let logical = self.logical_plan(&state, &st.sql).await?;
         let (query, sink) = match logical {
             LogicalPlan::Dml(dml) => {
                 let provider = self.ctx().table_provider(dml.table_name.clone()).await?;

@@ -368,7 +368,7 @@ impl Builder {
                 "a SESSION window must be grouped by window_end".into(),
             ));
         }
-        let grouped: Vec<String> = group.expr().iter().map(|(_, n)| n.to_lowercase()).collect();
+        let grouped: Vec<String> = group.expr().iter().map(|(_, n)| n.clone()).collect();
         if let Some(k) = partition_by.iter().find(|k| !grouped.contains(k)) {
             return Err(StreamError::Unsupported(format!(
                 "a SESSION window PARTITION BY {k} must also be grouped by {k}"

@@ -143,17 +143,13 @@ fn window_args(
     let source = caps[1].to_string();
     let partition_by: Vec<String> = caps
         .get(2)
-        .map(|m| {
-            m.as_str()
-                .split(',')
-                .map(|s| s.trim().to_lowercase())
-                .collect()
-        })
+        .map(|m| m.as_str().split(',').map(|s| ident(s.trim())).collect())
         .unwrap_or_default();
-    let desc_re = Regex::new(r"(?is)^DESCRIPTOR\s*\(\s*(\w+)\s*\)$").expect("valid regex");
+    let desc_re =
+        Regex::new(r#"(?is)^DESCRIPTOR\s*\(\s*(\w+|"[^"]+")\s*\)$"#).expect("valid regex");
     let time_col = desc_re
         .captures(args[1].trim())
-        .map(|c| c[1].to_lowercase())
+        .map(|c| ident(&c[1]))
         .ok_or_else(|| {
             format!("second argument of {function} must be DESCRIPTOR(column): {usage}")
         })?;
@@ -226,15 +222,16 @@ fn extract_watermark(sql: &str) -> std::result::Result<(String, Option<Watermark
     let rest = &sql[m.end()..];
     let end = clause_end(rest).ok_or("WATERMARK clause is not inside a column list")?;
     let clause = &rest[..end];
-    let re = Regex::new(r"(?is)^(\w+)\s+AS\s+(\w+)\s*(?:-\s*(INTERVAL.+))?$").expect("valid regex");
+    let re = Regex::new(r#"(?is)^(\w+|"[^"]+")\s+AS\s+(\w+|"[^"]+")\s*(?:-\s*(INTERVAL.+))?$"#)
+        .expect("valid regex");
     let caps = re.captures(clause.trim()).ok_or_else(|| {
         format!(
             "expected WATERMARK FOR col AS col - INTERVAL 'n' SECOND, got `WATERMARK FOR {}`",
             clause.trim()
         )
     })?;
-    let column = caps[1].to_lowercase();
-    if caps[2].to_lowercase() != column {
+    let column = ident(&caps[1]);
+    if ident(&caps[2]) != column {
         return Err(format!(
             "WATERMARK FOR {column} must be computed from {column} itself, not {}",
             &caps[2]
@@ -246,6 +243,15 @@ fn extract_watermark(sql: &str) -> std::result::Result<(String, Option<Watermark
     };
     let stripped = format!("{}{}", &sql[..m.start()], &rest[end..]);
     Ok((stripped, Some(Watermark { column, delay_ms })))
+}
+
+/// A SQL identifier as DataFusion resolves it: quoted keeps its case,
+/// unquoted is lower-cased.
+fn ident(text: &str) -> String {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.to_string(),
+        None => text.to_lowercase(),
+    }
 }
 
 /// Where a clause in a column list ends: the next top-level ',' or ')'.

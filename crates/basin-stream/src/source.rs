@@ -112,7 +112,8 @@ pub struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
+        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != eof {
             tracing::warn!(%error, reason, "kafka client");
         }
     }

@@ -55,7 +55,8 @@ impl Command {
     pub fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Up(_) => "info",
-            Command::Pipeline(_) => "info,librdkafka=off",
+            // librdkafka reports reaching a partition's end as an error.
+            Command::Pipeline(_) => "info,librdkafka=off,rdkafka::client=off",
             _ => "warn,librdkafka=off",
         }
     }
