@@ -21,7 +21,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, StreamError};
-use crate::ops::Operator;
+use crate::ops::{tag_watermark, tagged_watermark, Operator};
 
 /// When a group's pane fires.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -364,14 +364,13 @@ impl Operator for Aggregate {
         let state = concat_batches(&schema, &parts)?;
         // state() drained the accumulators: load the state back.
         self.restore_panes(&state)?;
-        Ok(Some(with_watermark(state, self.watermark)?))
+        Ok(Some(tag_watermark(state, self.watermark)?))
     }
 
     fn restore(&mut self, state: &RecordBatch) -> Result<()> {
-        let (state, watermark) = split_watermark(state)?;
-        self.watermark = watermark;
+        self.watermark = tagged_watermark(state);
         self.panes.clear();
-        self.restore_panes(&state)
+        self.restore_panes(state)
     }
 
     fn late_rows(&self) -> u64 {
@@ -438,32 +437,4 @@ impl Aggregate {
         }
         Ok(())
     }
-}
-
-/// Carry the operator's watermark in the state batch's schema metadata.
-fn with_watermark(state: RecordBatch, watermark: i64) -> Result<RecordBatch> {
-    let mut metadata = state.schema().metadata().clone();
-    metadata.insert("basin.watermark".into(), watermark.to_string());
-    let schema = Arc::new(state.schema().as_ref().clone().with_metadata(metadata));
-    Ok(state.with_schema(schema)?)
-}
-
-fn split_watermark(state: &RecordBatch) -> Result<(RecordBatch, i64)> {
-    let watermark = state
-        .schema()
-        .metadata()
-        .get("basin.watermark")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(i64::MIN);
-    let schema = Arc::new(
-        state
-            .schema()
-            .as_ref()
-            .clone()
-            .with_metadata(Default::default()),
-    );
-    Ok((
-        RecordBatch::try_new(schema, state.columns().to_vec())?,
-        watermark,
-    ))
 }

@@ -21,7 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::joins::utils::{ColumnIndex, JoinFilter};
 
 use crate::error::{Result, StreamError};
-use crate::ops::Operator;
+use crate::ops::{tag_watermark, tagged_watermark, Operator};
 
 /// One side of a join.
 #[derive(Debug, Clone)]
@@ -404,21 +404,12 @@ impl Operator for Join {
             Arc::new(UInt8Array::from(sides)),
             Arc::new(BinaryArray::from(rows)),
         ];
-        let mut metadata = std::collections::HashMap::new();
-        metadata.insert("basin.watermark".to_string(), self.watermark.to_string());
-        Ok(Some(RecordBatch::try_new(
-            Arc::new(schema.with_metadata(metadata)),
-            columns,
-        )?))
+        let state = RecordBatch::try_new(Arc::new(schema), columns)?;
+        Ok(Some(tag_watermark(state, self.watermark)?))
     }
 
     fn restore(&mut self, state: &RecordBatch) -> Result<()> {
-        self.watermark = state
-            .schema()
-            .metadata()
-            .get("basin.watermark")
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(i64::MIN);
+        self.watermark = tagged_watermark(state);
         let sides = state
             .column(0)
             .as_any()

@@ -128,3 +128,24 @@ impl Operator for Chain {
         Ok(())
     }
 }
+
+const WATERMARK_KEY: &str = "basin.watermark";
+
+/// `state` re-labelled to carry an operator's watermark in its schema
+/// metadata (checkpointed state keeps where event time was).
+pub fn tag_watermark(state: RecordBatch, watermark: i64) -> Result<RecordBatch> {
+    let mut metadata = state.schema().metadata().clone();
+    metadata.insert(WATERMARK_KEY.into(), watermark.to_string());
+    let schema = Arc::new(state.schema().as_ref().clone().with_metadata(metadata));
+    Ok(RecordBatch::try_new(schema, state.columns().to_vec())?)
+}
+
+/// The watermark `tag_watermark` put on `state` (`i64::MIN` if none).
+pub fn tagged_watermark(state: &RecordBatch) -> i64 {
+    state
+        .schema()
+        .metadata()
+        .get(WATERMARK_KEY)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(i64::MIN)
+}

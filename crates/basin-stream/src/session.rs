@@ -15,7 +15,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::Result;
-use crate::ops::Operator;
+use crate::ops::{tag_watermark, tagged_watermark, Operator};
 
 /// Where the session columns and keys are in a batch.
 #[derive(Debug, Clone)]
@@ -173,23 +173,11 @@ impl Operator for SessionOp {
     }
 
     fn snapshot(&mut self) -> Result<Option<RecordBatch>> {
-        let state = self.buffered()?;
-        let mut metadata = state.schema().metadata().clone();
-        metadata.insert("basin.watermark".into(), self.watermark.to_string());
-        let schema = Arc::new(state.schema().as_ref().clone().with_metadata(metadata));
-        Ok(Some(RecordBatch::try_new(
-            schema,
-            state.columns().to_vec(),
-        )?))
+        Ok(Some(tag_watermark(self.buffered()?, self.watermark)?))
     }
 
     fn restore(&mut self, state: &RecordBatch) -> Result<()> {
-        self.watermark = state
-            .schema()
-            .metadata()
-            .get("basin.watermark")
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(i64::MIN);
+        self.watermark = tagged_watermark(state);
         self.pending = vec![RecordBatch::try_new(
             self.schema.clone(),
             state.columns().to_vec(),

@@ -12,7 +12,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use basin_sql::lake::{Lake, LakeMeta};
 use basin_sql::topic::{csv_lines, json_lines, record_keys, ValueFormat};
@@ -21,8 +20,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::error::{IoContext, Result, StreamError};
 use crate::source::SourceInfo;
@@ -75,13 +72,15 @@ impl SinkTarget {
         Ok(match self {
             SinkTarget::Print => Box::new(PrintSink),
             SinkTarget::Discard => Box::new(DiscardSink),
-            SinkTarget::Topic(info) => match txn {
-                Some(txn) => Box::new(TxnSink {
+            SinkTarget::Topic(info) => {
+                let txn = txn.ok_or_else(|| {
+                    StreamError::Task("a topic sink needs the job's transactional producer".into())
+                })?;
+                Box::new(TxnSink {
                     info: info.clone(),
                     txn: txn.clone(),
-                }),
-                None => Box::new(TopicSink::open(info.clone())?),
-            },
+                })
+            }
             SinkTarget::Lake { meta, .. } => {
                 if !meta.partition_cols.is_empty() {
                     return Err(StreamError::Unsupported(format!(
@@ -137,68 +136,6 @@ impl Sink for PrintSink {
 
     fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
         std::io::stdout().flush().at(Path::new("stdout"))?;
-        Ok(vec![])
-    }
-}
-
-struct TopicSink {
-    info: Arc<SourceInfo>,
-    producer: ThreadedProducer<DefaultProducerContext>,
-}
-
-impl TopicSink {
-    fn open(info: Arc<SourceInfo>) -> Result<TopicSink> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &info.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("log_level", "3")
-            .create()?;
-        Ok(TopicSink { info, producer })
-    }
-
-    fn send(&self, line: &[u8], key: Option<&str>) -> Result<()> {
-        let mut record = BaseRecord::<str, [u8]>::to(&self.info.topic).payload(line);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-impl Sink for TopicSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let values: Vec<usize> = (0..self.info.value_schema.fields().len()).collect();
-        let batch = batch.project(&values)?;
-        let keys = record_keys(&batch, &self.info.key)?;
-        let lines = match self.info.format {
-            ValueFormat::Json => json_lines(&batch)?,
-            ValueFormat::Csv => csv_lines(&batch)?,
-        };
-        for (line, key) in lines.iter().zip(keys) {
-            self.send(line, key.as_deref())?;
-        }
-        Ok(())
-    }
-
-    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
-        self.producer.flush(Duration::from_secs(60))?;
         Ok(vec![])
     }
 }
