@@ -62,8 +62,25 @@ pub struct RunSummary {
 
 #[derive(Debug)]
 pub struct JobSummary {
+    pub name: String,
     pub sink: String,
     pub stats: Arc<JobStats>,
+}
+
+/// Stream jobs at work.
+pub struct Running {
+    pub summary: RunSummary,
+    handles: Vec<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Running {
+    /// Wait for every job to end (bounded input) or fail.
+    pub async fn wait(self) -> Result<RunSummary> {
+        for h in self.handles {
+            h.await.map_err(|e| StreamError::Task(e.to_string()))??;
+        }
+        Ok(self.summary)
+    }
 }
 
 /// A parsed pipeline with its SQL session.
@@ -104,6 +121,12 @@ impl Pipeline {
     /// Run the pipeline: batch to completion, or stream jobs until their
     /// bounded input ends (or forever).
     pub async fn run(self, options: &RunOptions) -> Result<RunSummary> {
+        self.start(options).await?.wait().await
+    }
+
+    /// Run the batch statements and start the stream jobs; [`Running`]
+    /// gives their live counters and waits for them.
+    pub async fn start(self, options: &RunOptions) -> Result<Running> {
         let mut jobs = Vec::new();
         let mut registered = 0;
         for (n, st) in self.script.statements.iter().enumerate() {
@@ -135,8 +158,9 @@ impl Pipeline {
         let mut summary = RunSummary::default();
         let mut handles = Vec::new();
         for (plan, sink, config) in jobs {
-            let stats = Arc::new(JobStats::default());
+            let stats = Arc::new(JobStats::for_graph(&plan));
             summary.jobs.push(JobSummary {
+                name: config.name.clone(),
                 sink: sink.describe(),
                 stats: stats.clone(),
             });
@@ -145,10 +169,7 @@ impl Pipeline {
                 run_job(plan, sink, config, stats)
             }));
         }
-        for h in handles {
-            h.await.map_err(|e| StreamError::Task(e.to_string()))??;
-        }
-        Ok(summary)
+        Ok(Running { summary, handles })
     }
 
     /// Register the window tables whose sources now exist.

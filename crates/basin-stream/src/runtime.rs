@@ -71,6 +71,59 @@ pub struct JobStats {
     pub late_rows: AtomicU64,
     pub checkpoints: AtomicU64,
     pub watermark: AtomicI64,
+    /// When the last checkpoint completed (ms since the epoch; 0: none yet).
+    pub last_checkpoint_ms: AtomicI64,
+    /// One entry per stage of the job graph.
+    pub stages: Vec<StageStats>,
+}
+
+/// Counters of one stage, over its tasks.
+#[derive(Debug, Default)]
+pub struct StageStats {
+    /// What the stage does, e.g. `source bid`, `aggregate`, `join`.
+    pub name: String,
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    /// The stage's output watermark (ms).
+    pub watermark: AtomicI64,
+    /// Time its tasks waited on full queues downstream (backpressure), ns.
+    pub blocked_ns: AtomicU64,
+}
+
+impl JobStats {
+    pub fn for_graph(graph: &Graph) -> JobStats {
+        let stages = graph
+            .stages
+            .iter()
+            .map(|s| StageStats {
+                name: stage_name(s),
+                watermark: AtomicI64::new(i64::MIN),
+                ..StageStats::default()
+            })
+            .collect();
+        JobStats {
+            watermark: AtomicI64::new(i64::MIN),
+            stages,
+            ..JobStats::default()
+        }
+    }
+
+    fn stage(&self, s: usize) -> Option<&StageStats> {
+        self.stages.get(s)
+    }
+}
+
+fn stage_name(stage: &crate::plan::StagePlan) -> String {
+    match &stage.kind {
+        StageKind::Source(scan) => format!("source {}", scan.source.topic),
+        StageKind::Bounded(_) => "bounded input".into(),
+        StageKind::Keyed(k) => match &k.op {
+            KeyedOp::Aggregate(_) if k.session.is_some() => "session aggregate".into(),
+            KeyedOp::Aggregate(_) => "aggregate".into(),
+            KeyedOp::TopN(_) => "top-n".into(),
+            KeyedOp::Join(_) => "join".into(),
+        },
+    }
 }
 
 enum Msg {
@@ -582,6 +635,9 @@ impl Coordinator {
             txn.commit(&manifest, &self.topics)?;
         }
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_checkpoint_ms
+            .store(manifest.completed_at_ms, Ordering::Relaxed);
         debug!(job = %self.config.name, checkpoint = id, "checkpoint complete");
         if self.final_id == Some(id) {
             return Ok(true);
@@ -610,11 +666,33 @@ struct TaskCommon {
 }
 
 impl TaskCommon {
+    /// Count rows read by this task (`source`: new to the job too).
+    fn count_in(&self, rows: usize, source: bool) {
+        if source {
+            self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+        if let Some(s) = self.stats.stage(self.stage) {
+            s.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The stage's watermark: the lowest over its tasks would be exact;
+    /// the highest seen is what a status line needs and costs no locking.
+    fn set_watermark(&self, watermark: i64) {
+        if let Some(s) = self.stats.stage(self.stage) {
+            s.watermark.fetch_max(watermark, Ordering::Relaxed);
+        }
+    }
+
     /// Run the stage's steps on `batch` and send the rows on.
     fn emit(&mut self, batch: RecordBatch) -> Result<()> {
         let batch = self.post.apply(batch)?;
         if batch.num_rows() == 0 {
             return Ok(());
+        }
+        if let Some(s) = self.stats.stage(self.stage) {
+            s.rows_out
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
         match &mut self.output {
             Output::Sink(sink) => {
@@ -625,8 +703,20 @@ impl TaskCommon {
             }
             Output::Exchange(exchange) => {
                 for (k, part) in exchange.split(batch)? {
-                    if exchange.senders[k].send(Msg::Data(part)).is_err() {
+                    let msg = match exchange.senders[k].try_send(Msg::Data(part)) {
+                        Ok(()) => continue,
+                        Err(crossbeam_channel::TrySendError::Full(msg)) => msg,
+                        Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                            return Err(StreamError::Task("a downstream task stopped".into()))
+                        }
+                    };
+                    let waited = Instant::now();
+                    if exchange.senders[k].send(msg).is_err() {
                         return Err(StreamError::Task("a downstream task stopped".into()));
+                    }
+                    if let Some(s) = self.stats.stage(self.stage) {
+                        s.blocked_ns
+                            .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     }
                 }
                 Ok(())
@@ -697,16 +787,14 @@ impl SourceTask {
                 continue;
             }
             if let Some(batch) = self.reader.poll(ROWS_PER_POLL, POLL_WAIT)? {
-                self.common
-                    .stats
-                    .rows_in
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                self.common.count_in(batch.num_rows(), true);
                 let batch = self.prepare(batch)?;
                 self.common.emit(batch)?;
             }
             if let Some(w) = self.reader.watermark().filter(|w| *w > watermark) {
                 watermark = w;
                 self.common.stats.watermark.fetch_max(w, Ordering::Relaxed);
+                self.common.set_watermark(w);
                 self.common.forward(|| Msg::Watermark(w));
             }
             if self.reader.finished() {
@@ -788,10 +876,7 @@ impl BoundedTask {
             let mut stream = self.plan.execute(p, context.clone())?;
             while let Some(batch) = runtime.block_on(futures::StreamExt::next(&mut stream)) {
                 let batch = batch?;
-                self.common
-                    .stats
-                    .rows_in
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                self.common.count_in(batch.num_rows(), true);
                 self.common.emit(batch)?;
             }
         }
@@ -902,6 +987,7 @@ impl KeyedTask {
             };
             match msg {
                 Some(Msg::Data(batch)) => {
+                    self.common.count_in(batch.num_rows(), false);
                     let input = self.inputs[i].1;
                     self.push_input(input, batch, &mut out)?
                 }
@@ -928,6 +1014,7 @@ impl KeyedTask {
                 current = low;
                 self.each(&mut out, |op, o| op.on_watermark(low, o))?;
                 self.write(&mut out)?;
+                self.common.set_watermark(low);
                 self.common.forward(|| Msg::Watermark(low));
             }
             let late = self.ops.iter().map(|o| o.late_rows()).sum();

@@ -235,3 +235,66 @@ fn killed_and_restarted(sink_ddl: &str, sink: &str, setup: &[&str], query: &str)
     assert!(diff.is_none(), "first difference (got, want): {diff:?}");
     assert_eq!(got.len(), want.len());
 }
+
+/// A running job logs its status: rows/s, watermark and lag, the last
+/// checkpoint, and per stage rows in and out and backpressure.
+#[test]
+fn running_job_reports_status() {
+    let broker = TestBroker::start();
+    let brokers = broker.bootstrap();
+    for topic in ["bids", "bid_counts"] {
+        let create = ["topic", "create", topic, "--partitions", "3"];
+        assert!(run_basin(&brokers, &create, None, LIMIT).success);
+    }
+    let lines: String = events(2000)
+        .iter()
+        .map(|(a, p, t)| {
+            format!(
+                "{{\"auction\":{a},\"price\":{p},\"date_time\":\"{}\"}}\n",
+                clock(*t)
+            )
+        })
+        .collect();
+    let produce = ["produce", "bids", "--key-field", "auction"];
+    assert!(run_basin(&brokers, &produce, Some(lines), LIMIT).success);
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), LAKE_SINK, "lake.bid_counts");
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args([
+            "pipeline",
+            "run",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .args([
+            "--status-interval",
+            "300ms",
+            "--checkpoint-interval",
+            "200ms",
+        ])
+        .env("BASIN_BROKERS", &brokers)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = common::drain(child.stderr.take().unwrap());
+    std::thread::sleep(Duration::from_secs(4));
+    child.kill().unwrap();
+    wait_for_exit(&mut child, LIMIT, &["pipeline", "run"]);
+    let log = stderr.join().unwrap();
+    for expected in [
+        "rows/s in",
+        "watermark 2026-01-01",
+        "s ago",
+        "stage 0 source bids: 2000 rows in",
+        "stage 1 aggregate",
+        "blocked on downstream (backpressure)",
+    ] {
+        assert!(
+            log.contains(expected),
+            "no `{expected}` in the status log:\n{log}"
+        );
+    }
+}

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use basin_stream::pipeline::{JobSummary, Mode, Pipeline, RunOptions};
+use basin_stream::runtime::{JobStats, StageStats};
 use clap::{Args, Subcommand, ValueEnum};
+use std::sync::Arc;
+use tracing::info;
 
 use crate::client::ClientArgs;
 use crate::cmd::gen::parse_duration;
@@ -53,6 +56,10 @@ pub struct RunArgs {
     /// Stream mode: drop earlier checkpoints and start from the beginning.
     #[arg(long)]
     pub reset: bool,
+    /// Log each job's status (rows/s, watermark and its lag, last
+    /// checkpoint, per-stage rows and backpressure) this often.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub status_interval: Duration,
     /// Count the rows of bare SELECTs instead of printing them (benchmarks).
     #[arg(long)]
     pub discard: bool,
@@ -97,7 +104,17 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let at = || format!("in {}", file.display());
     let pipeline = Pipeline::open(&text, &options).await.with_context(at)?;
-    let summary = pipeline.run(&options).await.with_context(at)?;
+    let running = pipeline.start(&options).await.with_context(at)?;
+    let jobs: Vec<_> = running
+        .summary
+        .jobs
+        .iter()
+        .map(|j| (j.name.clone(), j.stats.clone()))
+        .collect();
+    let status = tokio::spawn(report_status(jobs, args.status_interval));
+    let outcome = running.wait().await;
+    status.abort();
+    let summary = outcome.with_context(at)?;
     for job in &summary.jobs {
         eprintln!("{}", describe(job, started.elapsed()));
     }
@@ -114,6 +131,73 @@ fn read_files(files: &[PathBuf]) -> Result<String> {
         text.push_str("\n;\n");
     }
     Ok(text)
+}
+
+/// Every `every`, one status line per job and per stage.
+async fn report_status(jobs: Vec<(String, Arc<JobStats>)>, every: Duration) {
+    let mut last: Vec<(u64, Instant)> = jobs.iter().map(|_| (0, Instant::now())).collect();
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        for ((name, stats), (seen, at)) in jobs.iter().zip(last.iter_mut()) {
+            let rows = stats.rows_in.load(Ordering::Relaxed);
+            let rate = (rows - *seen) as f64 / at.elapsed().as_secs_f64().max(1e-9);
+            (*seen, *at) = (rows, Instant::now());
+            info!(job = %name, "{}", job_status(stats, rate));
+            for (i, stage) in stats.stages.iter().enumerate() {
+                info!(job = %name, "  stage {i} {}", stage_status(stage));
+            }
+        }
+    }
+}
+
+fn job_status(stats: &JobStats, rate: f64) -> String {
+    let now = now_ms();
+    let watermark = stats.watermark.load(Ordering::Relaxed);
+    let checkpoint = stats.last_checkpoint_ms.load(Ordering::Relaxed);
+    format!(
+        "{rate:.0} rows/s in, {} rows out, watermark {}, last checkpoint {}, {} late rows dropped",
+        stats.rows_out.load(Ordering::Relaxed),
+        watermark_text(watermark, now),
+        if checkpoint > 0 {
+            format!("{:.1} s ago", (now - checkpoint) as f64 / 1000.0)
+        } else {
+            "none yet".into()
+        },
+        stats.late_rows.load(Ordering::Relaxed)
+    )
+}
+
+fn stage_status(stage: &StageStats) -> String {
+    format!(
+        "{}: {} rows in, {} rows out, watermark {}, {:.1} s blocked on downstream (backpressure)",
+        stage.name,
+        stage.rows_in.load(Ordering::Relaxed),
+        stage.rows_out.load(Ordering::Relaxed),
+        watermark_text(stage.watermark.load(Ordering::Relaxed), now_ms()),
+        stage.blocked_ns.load(Ordering::Relaxed) as f64 / 1e9
+    )
+}
+
+/// A watermark as a UTC time and its lag behind the wall clock.
+fn watermark_text(watermark: i64, now: i64) -> String {
+    match watermark {
+        i64::MIN => "none yet".into(),
+        i64::MAX => "end of input".into(),
+        w => {
+            let time = chrono::DateTime::from_timestamp_millis(w)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_else(|| w.to_string());
+            format!("{time} (lag {:.1} s)", (now - w) as f64 / 1000.0)
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn describe(job: &JobSummary, elapsed: Duration) -> String {
