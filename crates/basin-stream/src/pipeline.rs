@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub reset: bool,
     /// Count the rows of bare queries instead of printing them.
     pub discard: bool,
+    /// Set to stop the stream jobs (they keep their last checkpoint).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a run did.
@@ -312,6 +314,7 @@ impl Pipeline {
             checkpoint_interval: options.checkpoint_interval,
             bounded: options.bounded,
             fingerprint: self.fingerprint.clone(),
+            stop: options.stop.clone(),
         };
         if options.reset {
             crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;

@@ -61,6 +61,8 @@ pub struct JobConfig {
     /// Read each partition up to its end at start, then finish.
     pub bounded: bool,
     pub fingerprint: String,
+    /// Set to stop the job (it keeps its last checkpoint).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Counters of a running job.
@@ -545,7 +547,13 @@ impl Coordinator {
     fn run(&mut self, reports: Receiver<Report>) -> Result<()> {
         let mut due = Instant::now() + self.config.checkpoint_interval;
         loop {
-            let wait = due.saturating_duration_since(Instant::now());
+            if self.config.stop.load(Ordering::Relaxed) {
+                info!(job = %self.config.name, "stopped");
+                return Ok(());
+            }
+            let wait = due
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200));
             match reports.recv_timeout(wait) {
                 Ok(Report::Ack {
                     id,
@@ -564,6 +572,7 @@ impl Coordinator {
                     }
                 }
                 Ok(Report::Failed(message)) => return Err(StreamError::Task(message)),
+                Err(RecvTimeoutError::Timeout) if Instant::now() < due => {}
                 Err(RecvTimeoutError::Timeout) => {
                     if self.pending.is_none() {
                         self.trigger(false);

@@ -137,6 +137,7 @@ fn options(dir: &Path, mode: Mode, parallelism: usize) -> RunOptions {
         bounded: true,
         reset: false,
         discard: false,
+        stop: Default::default(),
     }
 }
 

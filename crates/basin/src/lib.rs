@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod cmd;
+pub mod deploy;
 pub mod logging;
 pub mod partitioner;
 

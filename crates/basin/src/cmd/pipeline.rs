@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+use crate::deploy;
 use basin_stream::pipeline::{JobSummary, Mode, Pipeline, RunOptions};
 use basin_stream::runtime::{JobStats, StageStats};
 use clap::{Args, Subcommand, ValueEnum};
@@ -23,6 +26,49 @@ pub enum PipelineCommand {
     /// Run a pipeline file in the foreground until its input ends
     /// (--bounded or batch mode) or Ctrl-C.
     Run(RunArgs),
+    /// Hand a pipeline to the `basin up` node of the data dir, which runs it
+    /// (and again after it restarts) until stopped.
+    Deploy(DeployArgs),
+    /// The deployed pipelines and their state.
+    List(DataDirArg),
+    /// A deployed pipeline's jobs: rows, watermark, checkpoints, stages.
+    Status(NameArgs),
+    /// Stop a deployed pipeline (it keeps its last checkpoint).
+    Stop(NameArgs),
+    /// Start a deployed pipeline again, from its last checkpoint.
+    Restart(NameArgs),
+}
+
+/// The data dir a `basin up` node owns.
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Flags of the commands about one deployed pipeline.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub dir: DataDirArg,
+}
+
+/// Flags of `basin pipeline deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The pipeline's SQL files, run as one, in order.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Its name [default: the last file's stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub parallelism: usize,
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub checkpoint_interval: Duration,
+    #[command(flatten)]
+    pub dir: DataDirArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +120,11 @@ pub struct RunArgs {
 pub async fn run(client: &ClientArgs, command: PipelineCommand) -> Result<()> {
     match command {
         PipelineCommand::Run(args) => run_file(client, args).await,
+        PipelineCommand::Deploy(args) => deploy(args).await,
+        PipelineCommand::List(args) => list(&args.data_dir),
+        PipelineCommand::Status(args) => status(&args.name, &args.dir.data_dir),
+        PipelineCommand::Stop(args) => set_running(&args.name, &args.dir.data_dir, false).await,
+        PipelineCommand::Restart(args) => set_running(&args.name, &args.dir.data_dir, true).await,
     }
 }
 
@@ -100,6 +151,7 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
         bounded: args.bounded,
         reset: args.reset,
         discard: args.discard,
+        stop: Default::default(),
     };
     let started = Instant::now();
     let at = || format!("in {}", file.display());
@@ -117,6 +169,155 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
     let summary = outcome.with_context(at)?;
     for job in &summary.jobs {
         eprintln!("{}", describe(job, started.elapsed()));
+    }
+    Ok(())
+}
+
+async fn deploy(args: DeployArgs) -> Result<()> {
+    let text = read_files(&args.files)?;
+    let file = args.files.last().expect("clap requires a file");
+    basin_stream::script::Script::parse(&text).with_context(|| format!("in {}", file.display()))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        file.file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    });
+    let previous = deploy::read(&args.dir.data_dir, &name)?;
+    let deployment = deploy::Deployment {
+        name: name.clone(),
+        sql: text,
+        parallelism: args.parallelism.max(1),
+        checkpoint_interval_ms: args.checkpoint_interval.as_millis() as u64,
+        running: true,
+        generation: previous.map_or(1, |p| p.generation + 1),
+    };
+    deploy::write(&args.dir.data_dir, &deployment)?;
+    eprintln!("deployed {name} (generation {})", deployment.generation);
+    settle(&args.dir.data_dir, &name, deployment.generation, "running").await
+}
+
+async fn set_running(name: &str, data_dir: &Path, running: bool) -> Result<()> {
+    let Some(mut d) = deploy::read(data_dir, name)? else {
+        bail!(
+            "no pipeline named {name} is deployed in {} (see basin pipeline list)",
+            data_dir.display()
+        );
+    };
+    d.running = running;
+    if running {
+        d.generation += 1;
+    }
+    deploy::write(data_dir, &d)?;
+    settle(
+        data_dir,
+        name,
+        d.generation,
+        if running { "running" } else { "stopped" },
+    )
+    .await
+}
+
+/// Wait (10 s at most) for the node to report `want`, and say what happened.
+async fn settle(data_dir: &Path, name: &str, generation: u64, want: &str) -> Result<()> {
+    let asked = deploy::now_ms();
+    for _ in 0..100 {
+        if let Some(s) = deploy::read_status(data_dir, name)
+            .filter(|s| s.updated_at_ms > asked && s.generation == generation)
+        {
+            match s.state.as_str() {
+                "failed" => bail!("{name} failed: {}", s.error.unwrap_or_default()),
+                state if state == want => {
+                    eprintln!("{name} is {state}");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "no `basin up` node has picked this up yet (is one running on {}?); it will when it runs",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn list(data_dir: &Path) -> Result<()> {
+    let deployments = deploy::read_all(data_dir)?;
+    if deployments.is_empty() {
+        println!("no pipelines are deployed in {}", data_dir.display());
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<8} {:>12} {:>12}  watermark",
+        "name", "state", "rows in", "rows out"
+    );
+    for d in deployments {
+        let s = deploy::read_status(data_dir, &d.name).unwrap_or_default();
+        let state = if s.state.is_empty() {
+            "pending".to_string()
+        } else {
+            s.state.clone()
+        };
+        let rows_in: u64 = s.jobs.iter().map(|j| j.rows_in).sum();
+        let rows_out: u64 = s.jobs.iter().map(|j| j.rows_out).sum();
+        let watermark = s
+            .jobs
+            .iter()
+            .map(|j| j.watermark_ms)
+            .min()
+            .unwrap_or(i64::MIN);
+        println!(
+            "{:<24} {:<8} {:>12} {:>12}  {}",
+            d.name,
+            state,
+            rows_in,
+            rows_out,
+            watermark_text(watermark, now_ms())
+        );
+    }
+    Ok(())
+}
+
+fn status(name: &str, data_dir: &Path) -> Result<()> {
+    if deploy::read(data_dir, name)?.is_none() {
+        bail!(
+            "no pipeline named {name} is deployed in {} (see basin pipeline list)",
+            data_dir.display()
+        );
+    }
+    let Some(s) = deploy::read_status(data_dir, name) else {
+        println!("{name}: deployed, not picked up by a node yet");
+        return Ok(());
+    };
+    let age = (now_ms() - s.updated_at_ms) as f64 / 1000.0;
+    println!(
+        "{name}: {} (generation {}, reported {age:.1} s ago)",
+        s.state, s.generation
+    );
+    if let Some(e) = &s.error {
+        println!("  error: {e}");
+    }
+    for j in &s.jobs {
+        let checkpoint = if j.last_checkpoint_ms > 0 {
+            format!(
+                "{:.1} s ago",
+                (now_ms() - j.last_checkpoint_ms) as f64 / 1000.0
+            )
+        } else {
+            "none yet".into()
+        };
+        println!(
+            "  job {} -> {}: {} rows in, {} rows out, {} late, watermark {}, {} checkpoints, last {checkpoint}",
+            j.name, j.sink, j.rows_in, j.rows_out, j.late_rows, watermark_text(j.watermark_ms, now_ms()), j.checkpoints
+        );
+        for (i, st) in j.stages.iter().enumerate() {
+            println!(
+                "    stage {i} {}: {} rows in, {} rows out, watermark {}, {:.1} s blocked on downstream",
+                st.name, st.rows_in, st.rows_out, watermark_text(st.watermark_ms, now_ms()), st.blocked_s
+            );
+        }
     }
     Ok(())
 }

@@ -58,10 +58,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
         "basin broker listening on {addr} (data in {})",
         data_dir.display()
     );
+    // Deployed pipelines run here, against this node's own listener.
+    std::env::set_var("BASIN_BROKERS", addr.to_string());
+    let supervisor = tokio::spawn(crate::deploy::supervise(data_dir.clone()));
     broker
         .serve(shutdown_signal())
         .await
         .context("broker stopped with an error")?;
+    supervisor.abort();
     tracing::info!("broker stopped");
     Ok(())
 }
