@@ -53,7 +53,7 @@ fn pg_error(what: &str, location: &str, e: tokio_postgres::Error) -> DataFusionE
 
 /// A PostgreSQL error with the server's own message, detail and context
 /// (`Display` of a server error alone says only "db error").
-fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
         return e.to_string();
     };
@@ -68,7 +68,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// `url` without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -80,7 +80,9 @@ fn redact(url: &str) -> String {
 }
 
 /// Open a session with the settings the CSV exchange relies on.
-async fn connect(url: &str) -> DfResult<Client> {
+/// A client with Basin's session settings (UTC, ISO dates); its connection
+/// runs as a task on the current tokio runtime.
+pub async fn connect(url: &str) -> DfResult<Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| pg_error("cannot connect", &redact(url), e))?;
@@ -185,6 +187,16 @@ pub struct PostgresTable {
 }
 
 impl PostgresTable {
+    /// The connection URL (with its password: do not print it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The table's name in PostgreSQL, quoted (`"schema"."table"`).
+    pub fn quoted_name(&self) -> String {
+        table_ident(&self.table)
+    }
+
     /// The `SELECT` for a scan: projected columns, pushed filters, limit.
     fn select_sql(&self, schema: &Schema, filters: &[Expr], limit: Option<usize>) -> String {
         let items: Vec<String> = schema

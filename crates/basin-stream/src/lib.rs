@@ -10,6 +10,7 @@ mod error;
 pub mod exec;
 pub mod join;
 pub mod ops;
+pub mod pg;
 pub mod pipeline;
 pub mod plan;
 pub mod runtime;

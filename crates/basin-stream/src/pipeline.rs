@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use basin_sql::postgres::PostgresTable;
 use basin_sql::topic::TopicTable;
 use basin_sql::{Engine, LakeTable};
 use datafusion::catalog::TableProvider;
@@ -21,6 +22,7 @@ use tracing::info;
 
 use crate::agg::Trigger;
 use crate::error::{Result, StreamError};
+use crate::pg::PgTarget;
 use crate::plan::{job_graph, Graph, KeyedOp, StageKind};
 use crate::runtime::{run_job, Fnv, JobConfig, JobStats};
 use crate::script::{Script, Statement, StatementKind, Watermark};
@@ -287,7 +289,7 @@ impl Pipeline {
     ) -> Result<(Graph, SinkTarget, JobConfig)> {
         let state = self.ctx().state();
         let logical = self.logical_plan(&state, &st.sql).await?;
-        let (query, sink) = match logical {
+        let (query, mut sink) = match logical {
             LogicalPlan::Dml(dml) => {
                 let provider = self.ctx().table_provider(dml.table_name.clone()).await?;
                 (
@@ -301,7 +303,11 @@ impl Pipeline {
         let physical = state.create_physical_plan(&query).await?;
         tracing::debug!(plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(true), "stream plan");
         let mut plan = job_graph(&physical)?;
-        updating_or_final(&mut plan, &sink, options.bounded)?;
+        if updating_or_final(&mut plan, &sink, options.bounded)? {
+            if let SinkTarget::Postgres(target) = &mut sink {
+                target.upserts = true;
+            }
+        }
         let name = format!("{}-{n}", options.name);
         let config = JobConfig {
             checkpoint_dir: options
@@ -328,8 +334,10 @@ impl Pipeline {
 /// into topics and stdout; a lake table cannot take updates, so it gets
 /// the final rows at the end of a bounded run. Feeding another stateful
 /// operator, they give their final rows at the end of a bounded run.
-fn updating_or_final(graph: &mut Graph, sink: &SinkTarget, bounded: bool) -> Result<()> {
+/// True when the sink gets updates.
+fn updating_or_final(graph: &mut Graph, sink: &SinkTarget, bounded: bool) -> Result<bool> {
     let last = graph.stages.len() - 1;
+    let mut sink_updates = false;
     for (s, stage) in graph.stages.iter_mut().enumerate() {
         let StageKind::Keyed(keyed) = &mut stage.kind else {
             continue;
@@ -355,8 +363,9 @@ fn updating_or_final(graph: &mut Graph, sink: &SinkTarget, bounded: bool) -> Res
             KeyedOp::TopN(t) => t.updating = to_sink,
             _ => {}
         }
+        sink_updates |= to_sink;
     }
-    Ok(())
+    Ok(sink_updates)
 }
 
 fn sink_target(name: String, provider: &dyn TableProvider) -> Result<SinkTarget> {
@@ -370,8 +379,16 @@ fn sink_target(name: String, provider: &dyn TableProvider) -> Result<SinkTarget>
             meta: lake.meta().clone(),
         });
     }
+    if let Some(pg) = any.downcast_ref::<PostgresTable>() {
+        return Ok(SinkTarget::Postgres(PgTarget {
+            url: pg.url().to_string(),
+            table: pg.quoted_name(),
+            schema: pg.schema(),
+            upserts: false,
+        }));
+    }
     Err(StreamError::Unsupported(format!(
-        "{name} as a stream sink: stream jobs write to topic tables and lake tables"
+        "{name} as a stream sink: stream jobs write to topic, lake and postgres tables"
     )))
 }
 

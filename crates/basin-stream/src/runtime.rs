@@ -38,10 +38,9 @@ use crate::join::Join;
 use crate::ops::{Chain, Operator};
 use crate::plan::{Graph, KeyedOp, KeyedPlan, StageKind};
 use crate::session::SessionOp;
-use crate::sink::{Sink, SinkTarget};
+use crate::sink::{JobTxn, Sink, SinkTarget};
 use crate::source::TopicReader;
 use crate::topn::TopN;
-use crate::txn::TxnTopic;
 
 /// Batches in flight between two tasks.
 const CHANNEL_DEPTH: usize = 16;
@@ -160,11 +159,8 @@ pub fn run_job(
 ) -> Result<()> {
     let store = CheckpointStore::new(&config.checkpoint_dir)?;
     let topics = source_topics(&graph);
-    let txn = match &sink {
-        SinkTarget::Topic(info) => Some(Arc::new(TxnTopic::open(&info.brokers, &config.name)?)),
-        _ => None,
-    };
-    let restored = restorable(&store, txn.as_deref(), &topics)?;
+    let txn = sink.open_txn(&config.name)?;
+    let restored = restorable(&store, txn.as_ref(), &topics)?;
     if let Some(m) = &restored {
         check_compatible(m, &config)?;
         sink.commit(&config.name, &m.sink_files)?;
@@ -244,7 +240,7 @@ fn source_topics(graph: &Graph) -> HashMap<String, String> {
 /// dropped: their output was aborted).
 fn restorable(
     store: &CheckpointStore,
-    txn: Option<&TxnTopic>,
+    txn: Option<&JobTxn>,
     topics: &HashMap<String, String>,
 ) -> Result<Option<Manifest>> {
     let latest = store.latest()?;
@@ -335,7 +331,7 @@ impl Wiring {
 struct Launcher<'a> {
     graph: &'a Graph,
     sink: &'a SinkTarget,
-    txn: Option<&'a Arc<TxnTopic>>,
+    txn: Option<&'a JobTxn>,
     config: &'a JobConfig,
     store: &'a CheckpointStore,
     restored: Option<&'a Manifest>,
@@ -530,7 +526,7 @@ struct Coordinator {
     config: JobConfig,
     store: CheckpointStore,
     sink: SinkTarget,
-    txn: Option<Arc<TxnTopic>>,
+    txn: Option<JobTxn>,
     /// Source stage → topic (for the transaction's offsets).
     topics: HashMap<String, String>,
     controls: Vec<Sender<Control>>,

@@ -6,8 +6,11 @@
 //!   checkpoint is recorded (exactly-once for `read_committed` readers);
 //! - lake tables: Parquet files staged per checkpoint and linked into a
 //!   new table version when the checkpoint commits; committing again after
-//!   a crash finds the files already there, so each row lands once.
+//!   a crash finds the files already there, so each row lands once;
+//! - PostgreSQL tables: one database transaction per checkpoint, holding
+//!   the rows (upserts on the primary key) and the checkpoint id.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,9 @@ use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 
+use crate::checkpoint::Manifest;
 use crate::error::{IoContext, Result, StreamError};
+use crate::pg::{PgTarget, PgTxn};
 use crate::source::SourceInfo;
 use crate::txn::TxnTopic;
 
@@ -49,6 +54,45 @@ pub enum SinkTarget {
         lake: Lake,
         meta: LakeMeta,
     },
+    Postgres(PgTarget),
+}
+
+/// The transaction a job's sink tasks write in, committed by the
+/// coordinator with each checkpoint.
+#[derive(Debug, Clone)]
+pub enum JobTxn {
+    Topic(Arc<TxnTopic>),
+    Postgres(Arc<PgTxn>),
+}
+
+impl JobTxn {
+    /// Commit checkpoint `manifest`'s output (with its source offsets, for topics).
+    pub fn commit(&self, manifest: &Manifest, topics: &HashMap<String, String>) -> Result<()> {
+        match self {
+            JobTxn::Topic(t) => t.commit(manifest, topics),
+            JobTxn::Postgres(p) => p.commit(manifest.id),
+        }
+    }
+
+    /// The checkpoint whose output was committed last.
+    pub fn last_committed(
+        &self,
+        manifest: &Manifest,
+        topics: &HashMap<String, String>,
+    ) -> Result<Option<u64>> {
+        match self {
+            JobTxn::Topic(t) => t.last_committed(manifest, topics),
+            JobTxn::Postgres(p) => Ok(p.last_committed()),
+        }
+    }
+
+    /// Wake waiting sink tasks: the job is failing.
+    pub fn fail(&self) {
+        match self {
+            JobTxn::Topic(t) => t.fail(),
+            JobTxn::Postgres(p) => p.fail(),
+        }
+    }
 }
 
 impl SinkTarget {
@@ -58,7 +102,22 @@ impl SinkTarget {
             SinkTarget::Discard => "discard".into(),
             SinkTarget::Topic(info) => format!("topic {}", info.topic),
             SinkTarget::Lake { meta, .. } => format!("lake.{}", meta.name),
+            SinkTarget::Postgres(t) => format!("postgres {}", t.table),
         }
+    }
+
+    /// The job's transaction, for sinks that write in one.
+    pub fn open_txn(&self, job: &str) -> Result<Option<JobTxn>> {
+        Ok(match self {
+            SinkTarget::Topic(info) => {
+                Some(JobTxn::Topic(Arc::new(TxnTopic::open(&info.brokers, job)?)))
+            }
+            SinkTarget::Postgres(target) => Some(JobTxn::Postgres(Arc::new(PgTxn::open(
+                target.clone(),
+                job,
+            )?))),
+            _ => None,
+        })
     }
 
     /// The writer of subtask `subtask`; lake files are staged in `staging`;
@@ -67,19 +126,29 @@ impl SinkTarget {
         &self,
         staging: &Path,
         subtask: usize,
-        txn: Option<&Arc<TxnTopic>>,
+        txn: Option<&JobTxn>,
     ) -> Result<Box<dyn Sink>> {
         Ok(match self {
             SinkTarget::Print => Box::new(PrintSink),
             SinkTarget::Discard => Box::new(DiscardSink),
             SinkTarget::Topic(info) => {
-                let txn = txn.ok_or_else(|| {
-                    StreamError::Task("a topic sink needs the job's transactional producer".into())
-                })?;
+                let Some(JobTxn::Topic(txn)) = txn else {
+                    return Err(StreamError::Task(
+                        "a topic sink needs the job's transactional producer".into(),
+                    ));
+                };
                 Box::new(TxnSink {
                     info: info.clone(),
                     txn: txn.clone(),
                 })
+            }
+            SinkTarget::Postgres(_) => {
+                let Some(JobTxn::Postgres(txn)) = txn else {
+                    return Err(StreamError::Task(
+                        "a postgres sink needs the job's connection".into(),
+                    ));
+                };
+                Box::new(PgSink { txn: txn.clone() })
             }
             SinkTarget::Lake { meta, .. } => {
                 if !meta.partition_cols.is_empty() {
@@ -163,6 +232,25 @@ impl Sink for TxnSink {
 
     fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
         self.txn.flush()?;
+        Ok(vec![])
+    }
+
+    fn after_ack(&mut self, checkpoint: u64) -> Result<()> {
+        self.txn.wait_committed(checkpoint)
+    }
+}
+
+/// Rows go into the job's open PostgreSQL transaction (see [`crate::pg`]).
+struct PgSink {
+    txn: Arc<PgTxn>,
+}
+
+impl Sink for PgSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.txn.write(batch)
+    }
+
+    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<PathBuf>> {
         Ok(vec![])
     }
 

@@ -59,17 +59,37 @@ fn expected(events: &[(i64, i64, i64)]) -> Vec<String> {
         .collect()
 }
 
+/// Bids and totals per auction: one row per auction, updated as bids come.
+fn expected_totals(events: &[(i64, i64, i64)]) -> Vec<String> {
+    let mut groups: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for &(auction, price, _) in events {
+        let g = groups.entry(auction).or_default();
+        *g = (g.0 + 1, g.1 + price);
+    }
+    groups
+        .iter()
+        .map(|(a, (n, total))| format!("{a},{n},{total}"))
+        .collect()
+}
+
 /// The windowed count, into `sink` (declared by `sink_ddl`).
-fn pipeline(dir: &Path, sink_ddl: &str, sink: &str) -> std::path::PathBuf {
+fn windowed_insert(sink: &str) -> String {
+    format!(
+        "INSERT INTO {sink} (auction, window_start, bids, total)
+         SELECT auction, window_start, count(*), sum(price)
+         FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '5' SECOND))
+         GROUP BY auction, window_start, window_end"
+    )
+}
+
+/// The pipeline file: the bids topic, `sink_ddl`, then `insert`.
+fn pipeline(dir: &Path, sink_ddl: &str, insert: &str) -> std::path::PathBuf {
     let sql = format!(
         "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
            WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
          STORED AS TOPIC LOCATION 'bids';
          {sink_ddl};
-         INSERT INTO {sink} (auction, window_start, bids, total)
-         SELECT auction, window_start, count(*), sum(price)
-         FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '5' SECOND))
-         GROUP BY auction, window_start, window_end;"
+         {insert};"
     );
     let path = dir.join("bid_counts.sql");
     std::fs::write(&path, sql).unwrap();
@@ -111,7 +131,107 @@ const TOPIC_SINK: &str = "CREATE EXTERNAL TABLE bid_counts (auction BIGINT, wind
 #[test]
 fn killed_and_restarted_job_writes_each_row_once_to_the_lake() {
     let query = "SELECT auction, window_start, bids, total FROM lake.bid_counts ORDER BY auction, window_start";
-    killed_and_restarted(LAKE_SINK, "lake.bid_counts", &[], query);
+    killed_and_restarted(&Job {
+        sink_ddl: LAKE_SINK.into(),
+        insert: windowed_insert("lake.bid_counts"),
+        setup: vec![],
+        query: query.into(),
+        expected,
+    });
+}
+
+/// The DDL of a Basin table over `schema.bid_counts` in PostgreSQL.
+fn pg_table(name: &str, url: &str, schema: &str, columns: &str) -> String {
+    format!(
+        "CREATE EXTERNAL TABLE {name} ({columns}) STORED AS POSTGRES LOCATION '{url}' \
+         OPTIONS ('table' '{schema}.bid_counts')"
+    )
+}
+
+/// Into a PostgreSQL table without a primary key (plain inserts, so a row
+/// written twice would show): the checkpoint id commits with the rows.
+#[test]
+fn killed_and_restarted_job_writes_each_row_once_to_postgres() {
+    let url = common::pg_url();
+    let schema = common::pg_schema(&url);
+    common::psql(
+        &url,
+        &format!("CREATE TABLE {schema}.bid_counts (auction bigint, window_start timestamp, bids bigint, total bigint)"),
+    );
+    let columns = "auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT";
+    killed_and_restarted(&Job {
+        sink_ddl: pg_table("bid_counts", &url, &schema, columns),
+        insert: windowed_insert("bid_counts"),
+        setup: vec![pg_table("counts_read", &url, &schema, columns)],
+        query: "SELECT auction, window_start, bids, total FROM counts_read ORDER BY auction, window_start".into(),
+        expected,
+    });
+    let job = common::psql(
+        &url,
+        &format!("SELECT checkpoint FROM basin_pipeline_checkpoints WHERE job = 'bid_counts-2' AND target = '\"{schema}\".\"bid_counts\"'"),
+    );
+    assert!(job.trim().parse::<u64>().unwrap() > 0, "{job}");
+}
+
+/// A GROUP BY without a window keeps updating its rows: upserts on the
+/// table's primary key, across kills and restarts.
+#[test]
+fn killed_and_restarted_job_upserts_into_postgres() {
+    let url = common::pg_url();
+    let schema = common::pg_schema(&url);
+    common::psql(
+        &url,
+        &format!("CREATE TABLE {schema}.bid_counts (auction bigint PRIMARY KEY, bids bigint, total bigint)"),
+    );
+    let columns = "auction BIGINT, bids BIGINT, total BIGINT";
+    killed_and_restarted(&Job {
+        sink_ddl: pg_table("totals", &url, &schema, columns),
+        insert:
+            "INSERT INTO totals SELECT auction, count(*), sum(price) FROM bids GROUP BY auction"
+                .into(),
+        setup: vec![pg_table("totals_read", &url, &schema, columns)],
+        query: "SELECT auction, bids, total FROM totals_read ORDER BY auction".into(),
+        expected: expected_totals,
+    });
+}
+
+/// Updates into a table without a primary key are refused, naming the table.
+#[test]
+fn updating_result_needs_a_primary_key_in_postgres() {
+    let url = common::pg_url();
+    let schema = common::pg_schema(&url);
+    common::psql(
+        &url,
+        &format!("CREATE TABLE {schema}.bid_counts (auction bigint, bids bigint, total bigint)"),
+    );
+    let broker = TestBroker::start();
+    let brokers = broker.bootstrap();
+    assert!(run_basin(&brokers, &["topic", "create", "bids"], None, LIMIT).success);
+    let dir = tempfile::tempdir().unwrap();
+    let ddl = pg_table(
+        "totals",
+        &url,
+        &schema,
+        "auction BIGINT, bids BIGINT, total BIGINT",
+    );
+    let insert =
+        "INSERT INTO totals SELECT auction, count(*), sum(price) FROM bids GROUP BY auction";
+    let file = pipeline(dir.path(), &ddl, insert);
+    let data = dir.path().join("data");
+    let run = [
+        "pipeline",
+        "run",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let out = run_basin(&brokers, &run, None, LIMIT);
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("no primary key") && out.stderr.contains("bid_counts"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Into a topic, read with isolation.level=read_committed (the default of
@@ -121,12 +241,32 @@ fn killed_and_restarted_job_writes_each_row_once_to_a_topic() {
     let read = "CREATE EXTERNAL TABLE IF NOT EXISTS counts_read (auction BIGINT, window_start TIMESTAMP, bids BIGINT, total BIGINT) STORED AS TOPIC LOCATION 'bid_counts'";
     let query =
         "SELECT auction, window_start, bids, total FROM counts_read ORDER BY auction, window_start";
-    killed_and_restarted(TOPIC_SINK, "bid_counts", &[read], query);
+    killed_and_restarted(&Job {
+        sink_ddl: TOPIC_SINK.into(),
+        insert: windowed_insert("bid_counts"),
+        setup: vec![read.into()],
+        query: query.into(),
+        expected,
+    });
+}
+
+/// (auction, price, event time in ms).
+type Event = (i64, i64, i64);
+
+/// A job for [`killed_and_restarted`].
+struct Job {
+    sink_ddl: String,
+    insert: String,
+    /// Statements run before `query`, to read the sink.
+    setup: Vec<String>,
+    query: String,
+    /// The rows `query` must give (as CSV lines), from the events.
+    expected: fn(&[Event]) -> Vec<String>,
 }
 
 /// Run the job, SIGKILL it at random moments and restart it; then `query`
 /// (after `setup`) must give each expected row once.
-fn killed_and_restarted(sink_ddl: &str, sink: &str, setup: &[&str], query: &str) {
+fn killed_and_restarted(job: &Job) {
     let broker = TestBroker::start();
     let brokers = broker.bootstrap();
     for topic in ["bids", "bid_counts"] {
@@ -152,7 +292,7 @@ fn killed_and_restarted(sink_ddl: &str, sink: &str, setup: &[&str], query: &str)
     assert!(produced.success);
 
     let dir = tempfile::tempdir().unwrap();
-    let file = pipeline(dir.path(), sink_ddl, sink);
+    let file = pipeline(dir.path(), &job.sink_ddl, &job.insert);
     let data = dir.path().join("data");
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = [
@@ -206,10 +346,10 @@ fn killed_and_restarted(sink_ddl: &str, sink: &str, setup: &[&str], query: &str)
     let last = run_basin(&brokers, &args, None, LIMIT);
     assert!(last.success, "{}", last.stderr);
 
-    for ddl in setup {
+    for ddl in &job.setup {
         let done = run_basin(
             &brokers,
-            &["sql", "--data-dir", data.to_str().unwrap(), ddl],
+            &["sql", "--data-dir", data.to_str().unwrap(), ddl.as_str()],
             None,
             LIMIT,
         );
@@ -223,14 +363,14 @@ fn killed_and_restarted(sink_ddl: &str, sink: &str, setup: &[&str], query: &str)
             data.to_str().unwrap(),
             "--format",
             "csv",
-            query,
+            &job.query,
         ],
         None,
         LIMIT,
     );
     assert!(out.success, "{}", out.stderr);
     let got: Vec<String> = out.stdout.lines().skip(1).map(str::to_string).collect();
-    let want = expected(&events);
+    let want = (job.expected)(&events);
     let diff = got.iter().zip(&want).find(|(g, w)| g != w);
     assert!(diff.is_none(), "first difference (got, want): {diff:?}");
     assert_eq!(got.len(), want.len());
@@ -258,7 +398,7 @@ fn running_job_reports_status() {
     let produce = ["produce", "bids", "--key-field", "auction"];
     assert!(run_basin(&brokers, &produce, Some(lines), LIMIT).success);
     let dir = tempfile::tempdir().unwrap();
-    let file = pipeline(dir.path(), LAKE_SINK, "lake.bid_counts");
+    let file = pipeline(dir.path(), LAKE_SINK, &windowed_insert("lake.bid_counts"));
     let data = dir.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
         .args([

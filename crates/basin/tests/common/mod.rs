@@ -144,3 +144,49 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
         text
     })
 }
+
+/// The test PostgreSQL server's URL (`BASIN_TEST_PG_URL`, set by the test
+/// script), else one that `scripts/pg-test-server.sh` starts or reuses.
+pub fn pg_url() -> String {
+    if let Ok(url) = std::env::var("BASIN_TEST_PG_URL") {
+        return url;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-test-server.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Run `sql` with psql against `url`; rows unaligned, comma-separated.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtF,", "-c", sql])
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A new, empty PostgreSQL schema with a unique name.
+pub fn pg_schema(url: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("t_{}_{nanos}", std::process::id());
+    psql(url, &format!("CREATE SCHEMA {name}"));
+    name
+}
