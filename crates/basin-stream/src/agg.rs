@@ -4,9 +4,12 @@
 //! bounded), or the end of input for a plain `GROUP BY`. Aggregates are
 //! DataFusion's own `GroupsAccumulator`s, so every aggregate function
 //! DataFusion has works, with the same results as batch mode. A row whose
-//! pane has already fired is late: dropped and counted.
+//! pane has already fired is late: dropped and counted. HOP windows are
+//! pre-aggregated per slice (see [`hop`]).
 
-use std::collections::{BTreeMap, HashMap};
+mod hop;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -35,6 +38,16 @@ pub enum Trigger {
     /// No window: groups that changed are emitted again at each tick (an
     /// upsert stream keyed by the group columns).
     Updating,
+    /// HOP windows of `size` every `slide` ms, from slices of `slice` ms
+    /// (their gcd): group columns `start` / `end` hold a slice's bounds on
+    /// input and a window's on output.
+    Hop {
+        start: Option<usize>,
+        end: Option<usize>,
+        size: i64,
+        slide: i64,
+        slice: i64,
+    },
 }
 
 /// What one aggregation computes: the plan's `AggregateExec`, taken apart.
@@ -154,6 +167,8 @@ pub struct Aggregate {
     late: u64,
     /// Updating mode: groups changed since the last tick.
     dirty: Vec<bool>,
+    /// HOP mode: ends of the windows still to fire.
+    windows: BTreeSet<i64>,
 }
 
 impl Aggregate {
@@ -171,6 +186,7 @@ impl Aggregate {
             watermark: i64::MIN,
             late: 0,
             dirty: Vec::new(),
+            windows: BTreeSet::new(),
         })
     }
 
@@ -180,6 +196,13 @@ impl Aggregate {
             Trigger::EndOfInput | Trigger::Updating => return Ok(vec![i64::MAX; n]),
             Trigger::WindowEnd(c) => (c, 0),
             Trigger::WindowStart(c, size) => (c, size),
+            Trigger::Hop { start: Some(c), .. } => (c, 0),
+            Trigger::Hop {
+                end: Some(c),
+                slice,
+                ..
+            } => (c, -slice),
+            Trigger::Hop { .. } => return Ok(vec![i64::MAX; n]),
         };
         let ms = cast(
             &keys[col],
@@ -214,6 +237,7 @@ impl Aggregate {
         if !self.panes.contains_key(&fire) {
             let pane = self.new_pane()?;
             self.panes.insert(fire, pane);
+            self.register_windows(fire);
         }
         let rows = self.converter.convert_columns(keys)?;
         let pane = self.panes.get_mut(&fire).expect("inserted");
@@ -318,7 +342,7 @@ impl Operator for Aggregate {
         let fires = self.fire_times(&inputs.keys, n)?;
         let mut buckets: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, &fire) in fires.iter().enumerate() {
-            if fire <= self.watermark {
+            if self.is_late(fire) {
                 self.late += 1;
             } else {
                 buckets.entry(fire).or_default().push(i as u32);
@@ -340,6 +364,9 @@ impl Operator for Aggregate {
             return Ok(());
         }
         self.watermark = watermark;
+        if matches!(self.spec.trigger, Trigger::Hop { .. }) {
+            return self.fire_windows(out);
+        }
         let later = match watermark.checked_add(1) {
             Some(next) => self.panes.split_off(&next),
             None => BTreeMap::new(),
@@ -370,6 +397,7 @@ impl Operator for Aggregate {
     fn restore(&mut self, state: &RecordBatch) -> Result<()> {
         self.watermark = tagged_watermark(state);
         self.panes.clear();
+        self.windows.clear();
         self.restore_panes(state)
     }
 

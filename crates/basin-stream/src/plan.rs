@@ -7,6 +7,8 @@
 //! are followed through projections so aggregations and joins know when a
 //! window closes.
 
+mod slices;
+
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
@@ -299,7 +301,7 @@ impl Builder {
             .iter()
             .map(|e| column_lineage(e, lineage))
             .collect();
-        let spec = AggSpec {
+        let mut spec = AggSpec {
             group_schema: group.group_schema(&agg.input_schema())?,
             group_exprs: group_exprs.clone(),
             aggs: agg.aggr_expr().to_vec(),
@@ -309,13 +311,23 @@ impl Builder {
         };
         let (edge, session) = match self.session_input(stage, group, &group_lineage)? {
             Some((keys, session)) => (Edge { from: stage, keys }, Some(session)),
-            None => (
-                Edge {
-                    from: stage,
-                    keys: group_exprs,
-                },
-                None,
-            ),
+            None => {
+                let keys = match self.hop_slices(stage, &group_lineage) {
+                    Some(hop) => {
+                        spec.trigger = hop;
+                        group_exprs
+                            .iter()
+                            .zip(&group_lineage)
+                            .filter(|(_, l)| {
+                                !matches!(l, Some(Lineage::WindowStart(_) | Lineage::WindowEnd))
+                            })
+                            .map(|(e, _)| e.clone())
+                            .collect()
+                    }
+                    None => group_exprs,
+                };
+                (Edge { from: stage, keys }, None)
+            }
         };
         let keyed = self.keyed(
             vec![edge],

@@ -170,9 +170,9 @@ fn window_args(
 }
 
 fn hop_kind(slide_ms: i64, size_ms: i64) -> std::result::Result<WindowKind, String> {
-    if size_ms % slide_ms != 0 {
+    if slide_ms > size_ms {
         return Err(format!(
-            "HOP size ({size_ms} ms) must be a multiple of its slide ({slide_ms} ms)"
+            "HOP slide ({slide_ms} ms) is longer than its size ({size_ms} ms): rows between windows would be lost"
         ));
     }
     Ok(WindowKind::Hop { slide_ms, size_ms })

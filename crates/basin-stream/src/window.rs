@@ -128,8 +128,12 @@ impl WindowSpec {
             WindowKind::Hop { slide_ms, size_ms } => {
                 for (i, t) in times.iter().enumerate() {
                     let Some(t) = t else { continue };
+                    // Windows start at multiples of the slide, as in Flink.
                     let last = t - t.rem_euclid(slide_ms);
-                    let mut start = last - size_ms + slide_ms;
+                    let mut start = last;
+                    while start - slide_ms > t - size_ms {
+                        start -= slide_ms;
+                    }
                     while start <= last {
                         rows.push(i as u32);
                         starts.push(start);

@@ -179,7 +179,10 @@ fn expected_hop(bids: &[Bid], slide: i64, size: i64) -> Vec<String> {
     let mut groups: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
     for b in bids.iter().filter(|b| b.price > 10) {
         let last = b.time - b.time.rem_euclid(slide);
-        let mut start = last - size + slide;
+        let mut start = last;
+        while start - slide > b.time - size {
+            start -= slide;
+        }
         while start <= last {
             let g = groups.entry((b.auction, start)).or_insert((0, 0, 0));
             *g = (g.0 + 1, g.1 + b.price, g.2.max(b.price));
@@ -243,15 +246,29 @@ async fn hopping_windows_stream_equals_batch_equals_expected() {
     let (brokers, _stop) = start_broker(broker_dir.path()).await;
     let events = bids(2000);
     produce(&brokers, "hops", &events).await;
-    let window = "HOP(TABLE bids, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '6' SECOND)";
-    let sql = pipeline_on("hops", &brokers, window);
-    let expected = expected_hop(&events, 2_000, 6_000);
-    let stream_dir = tempfile::tempdir().unwrap();
-    run(&sql, &options(stream_dir.path(), Mode::Stream, 2)).await;
-    assert_same("stream", &rows(stream_dir.path(), QUERY).await, &expected);
-    let batch_dir = tempfile::tempdir().unwrap();
-    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
-    assert_same("batch", &rows(batch_dir.path(), QUERY).await, &expected);
+    // Stream mode aggregates per slice (the gcd of slide and size: 2 s, 1 s).
+    for (slide, size) in [(2, 6), (2, 5)] {
+        let window = format!(
+            "HOP(TABLE bids, DESCRIPTOR(date_time), INTERVAL '{slide}' SECOND, INTERVAL '{size}' SECOND)"
+        );
+        let sql = pipeline_on("hops", &brokers, &window);
+        let expected = expected_hop(&events, slide * 1000, size * 1000);
+        let stream_dir = tempfile::tempdir().unwrap();
+        let summary = run(&sql, &options(stream_dir.path(), Mode::Stream, 2)).await;
+        assert_same("stream", &rows(stream_dir.path(), QUERY).await, &expected);
+        // One row per bid leaves the source (its slice), not one per window.
+        let source = &summary.jobs[0].stats.stages[0];
+        let kept = events.iter().filter(|b| b.price > 10).count() as u64;
+        assert_eq!(
+            source.rows_out.load(Ordering::Relaxed),
+            kept,
+            "{}",
+            source.name
+        );
+        let batch_dir = tempfile::tempdir().unwrap();
+        run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+        assert_same("batch", &rows(batch_dir.path(), QUERY).await, &expected);
+    }
 }
 
 /// Rows far behind the watermark are dropped and counted in stream mode;
