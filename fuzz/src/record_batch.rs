@@ -130,9 +130,9 @@ pub fn run(data: &[u8], dir: &Path) -> bool {
     } else {
         vec![input.clone()]
     };
-    for mut request in requests {
+    for request in requests {
         let before = log.log_end_offset();
-        match log.append(&mut request, epoch) {
+        match log.append(&request, epoch) {
             Ok(info) => {
                 assert_eq!(info.log_end_offset, log.log_end_offset());
                 if !info.duplicate {
@@ -144,7 +144,7 @@ pub fn run(data: &[u8], dir: &Path) -> bool {
             Err(_) => assert_eq!(log.log_end_offset(), before, "a refused append wrote"),
         }
         // The same bytes again: a duplicate or a new append, never a panic.
-        let _ = log.append(&mut request, epoch);
+        let _ = log.append(&request, epoch);
     }
 
     let end = log.log_end_offset();
@@ -180,7 +180,7 @@ pub fn run(data: &[u8], dir: &Path) -> bool {
     assert!(log.log_end_offset() <= end / 2);
     assert!(log.high_watermark() <= log.log_end_offset());
     read_everything(&log);
-    let _ = log.append(&mut input, epoch);
+    let _ = log.append(&input, epoch);
     let _ = log.enforce_retention(i64::MAX);
     read_everything(&log);
     drop(log);

@@ -116,12 +116,12 @@ fn body<T: Decodable>(buf: &mut Bytes, api: ApiKey, version: i16) -> Result<T, C
     })
 }
 
-/// Decode one request frame.
-pub fn decode_request(frame: &[u8]) -> Result<Frame, CodecError> {
+/// Decode one request frame. Byte fields of the request (a produce
+/// request's records) are slices of `frame`, not copies.
+pub fn decode_request(frame: Bytes) -> Result<Frame, CodecError> {
     if frame.len() < 8 {
         return Err(CodecError::Short(frame.len()));
     }
-    let mut buf = Bytes::copy_from_slice(frame);
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -137,6 +137,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Frame, CodecError> {
         });
     }
     let header_version = api.request_header_version(version);
+    let mut buf = frame;
     let header =
         RequestHeader::decode(&mut buf, header_version).map_err(|e| CodecError::Malformed {
             api,
@@ -221,7 +222,7 @@ pub fn frame_len(buf: &[u8]) -> Option<i32> {
 mod tests {
     use super::*;
 
-    fn frame_of<T: Encodable>(api: ApiKey, version: i16, req: &T) -> Vec<u8> {
+    fn frame_of<T: Encodable>(api: ApiKey, version: i16, req: &T) -> Bytes {
         let mut buf = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(api as i16)
@@ -230,7 +231,7 @@ mod tests {
             .encode(&mut buf, api.request_header_version(version))
             .unwrap();
         req.encode(&mut buf, version).unwrap();
-        buf.to_vec()
+        buf.freeze()
     }
 
     #[test]
@@ -238,28 +239,56 @@ mod tests {
         let (lo, hi) = supported(ApiKey::Metadata).unwrap();
         for v in lo..=hi {
             let frame = frame_of(ApiKey::Metadata, v, &MetadataRequest::default());
-            let decoded = decode_request(&frame).unwrap();
+            let decoded = decode_request(frame).unwrap();
             assert_eq!(decoded.header.correlation_id, 7);
             assert!(matches!(decoded.request, Request::Metadata(_)));
         }
     }
 
     #[test]
+    fn produce_records_are_slices_of_the_frame() {
+        let records = Bytes::from(vec![7u8; 4096]);
+        let partition = produce_request::PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(records.clone()));
+        let topic = produce_request::TopicProduceData::default()
+            .with_name(TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str("t"),
+            ))
+            .with_partition_data(vec![partition]);
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_topic_data(vec![topic]);
+        for v in [3, 9] {
+            let frame = frame_of(ApiKey::Produce, v, &request);
+            let span = frame.as_ptr_range();
+            let Request::Produce(decoded) = decode_request(frame).unwrap().request else {
+                panic!("not a produce request");
+            };
+            let got = decoded.topic_data[0].partition_data[0].records.clone();
+            let got = got.expect("records");
+            assert_eq!(got, records);
+            assert!(span.contains(&got.as_ptr()), "v{v}: records were copied");
+        }
+    }
+
+    #[test]
     fn rejects_unknown_api_short_frames_and_bad_versions() {
-        assert!(matches!(decode_request(&[0; 3]), Err(CodecError::Short(3))));
+        let short = Bytes::from_static(&[0; 3]);
+        assert!(matches!(decode_request(short), Err(CodecError::Short(3))));
         assert!(matches!(
-            decode_request(&[0x7f, 0, 0, 0, 0, 0, 0, 1]),
+            decode_request(Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 1])),
             Err(CodecError::UnknownApi(_))
         ));
         let frame = frame_of(ApiKey::Metadata, 0, &MetadataRequest::default());
-        let mut bad = frame.clone();
+        let mut bad = BytesMut::from(&frame[..]);
         bad[3] = 99;
         assert!(matches!(
-            decode_request(&bad),
+            decode_request(bad.freeze()),
             Err(CodecError::UnsupportedVersion { .. })
         ));
         assert!(matches!(
-            decode_request(&frame[..9]),
+            decode_request(frame.slice(..9)),
             Err(CodecError::Malformed { .. })
         ));
     }

@@ -780,7 +780,7 @@ mod tests {
         let part = ("t".to_string(), 0);
         node.txns
             .produce(id, pid, epoch, &part, || {
-                log.append(&mut txn_batch(pid, epoch, seq), 0).unwrap()
+                log.append(&txn_batch(pid, epoch, seq), 0).unwrap()
             })
             .unwrap();
         log.set_high_watermark(log.log_end_offset());
@@ -841,7 +841,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let node = started(dir.path());
         let log = node.log();
-        log.append(&mut txn_batch(77, 3, 0), 0).unwrap();
+        log.append(&txn_batch(77, 3, 0), 0).unwrap();
         drop(log);
         drop(node);
         let node = Node::open(dir.path());

@@ -64,7 +64,7 @@ pub fn append(
         compression: Compression::None,
     };
     RecordBatchEncoder::encode(&mut buf, &records, &options).expect("state record encodes");
-    let info = log.append(&mut buf, 0)?;
+    let info = log.append(&buf, 0)?;
     log.set_high_watermark(info.log_end_offset);
     Ok(())
 }

@@ -187,11 +187,24 @@ pub fn validate(batch: &[u8], position: usize) -> Result<BatchHeader> {
     Ok(header)
 }
 
+/// Bytes at the start of a batch that stamping touches: baseOffset,
+/// batchLength and partitionLeaderEpoch (the CRC covers none of them).
+pub const STAMPED_LEN: usize = 16;
+
 /// Rewrite the base offset and leader epoch of a batch in place. Neither is
 /// covered by the CRC.
 pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// The first `STAMPED_LEN` bytes of `batch` as `stamp` would leave them,
+/// without touching `batch`: an append writes them in front of the rest.
+pub fn stamped_prefix(batch: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; STAMPED_LEN] {
+    let mut prefix = [0u8; STAMPED_LEN];
+    prefix.copy_from_slice(&batch[..STAMPED_LEN]);
+    stamp(&mut prefix, base_offset, leader_epoch);
+    prefix
 }
 
 /// Iterate over the complete batches in `buf`, yielding `(position, header)`.

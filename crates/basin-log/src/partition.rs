@@ -311,9 +311,11 @@ impl PartitionLog {
     }
 
     /// Validate `records` (one or more v2 batches), assign offsets, stamp
-    /// `leader_epoch`, and write them. A retried idempotent batch is not
-    /// written again; its original offset is returned.
-    pub fn append(&self, records: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+    /// `leader_epoch`, and write them. `records` is neither copied nor
+    /// modified: the stamped header bytes are written from a side buffer. A
+    /// retried idempotent batch is not written again; its original offset
+    /// is returned.
+    pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         let mut inner = self.inner.lock();
         let headers = Self::validate_all(records, inner.config.max_message_bytes)?;
         if let Some(info) = Self::check_duplicates(&inner, &headers)? {
@@ -335,7 +337,6 @@ impl PartitionLog {
         let mut next = base;
         let mut stamped = Vec::with_capacity(headers.len());
         for (at, h) in headers {
-            batch::stamp(&mut records[at..at + h.size], next, leader_epoch);
             let h = BatchHeader {
                 base_offset: next,
                 leader_epoch,

@@ -74,7 +74,7 @@ fn compaction_keeps_latest_record_per_key_with_original_offsets() {
             Compression::Gzip
         };
         let info = log
-            .append(&mut batch(&key, Some(&value), compression), 0)
+            .append(&batch(&key, Some(&value), compression), 0)
             .unwrap();
         expected.insert(key, (info.base_offset, value));
     }
@@ -107,7 +107,7 @@ fn compaction_keeps_latest_record_per_key_with_original_offsets() {
     // Appends continue after the original log end, and a reopen reads the same.
     let end = log.log_end_offset();
     assert_eq!(
-        log.append(&mut batch("k0", Some("new"), Compression::None), 0)
+        log.append(&batch("k0", Some("new"), Compression::None), 0)
             .unwrap()
             .base_offset,
         end
@@ -133,11 +133,8 @@ fn delete_policy_logs_are_not_compacted() {
     let config = LogConfig::from_entries([("segment.bytes", "2048")]).unwrap();
     let (log, _) = PartitionLog::open(dir.path(), config).unwrap();
     for i in 0..100 {
-        log.append(
-            &mut batch("same", Some(&format!("v{i}")), Compression::None),
-            0,
-        )
-        .unwrap();
+        log.append(&batch("same", Some(&format!("v{i}")), Compression::None), 0)
+            .unwrap();
     }
     assert_eq!(log.compact().unwrap().segments_rewritten, 0);
     assert_eq!(all_records(&log).len(), 100);
@@ -170,17 +167,14 @@ fn compaction_keeps_transactions_and_their_markers_whole() {
     let (log, _) = PartitionLog::open(dir.path(), compacted_config()).unwrap();
     // An aborted transaction writing k0, then plain records overwriting k0
     // many times, so that the first segments are closed and compacted.
-    log.append(&mut txn_record("k0", 0), 0).unwrap();
-    log.append(&mut txn_record("k1", 1), 0).unwrap();
+    log.append(&txn_record("k0", 0), 0).unwrap();
+    log.append(&txn_record("k1", 1), 0).unwrap();
     let abort = log
         .append_marker(9, 0, basin_log::ControlType::Abort, 0, 0)
         .unwrap();
     for i in 0..100 {
-        log.append(
-            &mut batch("k0", Some(&format!("v{i}")), Compression::None),
-            0,
-        )
-        .unwrap();
+        log.append(&batch("k0", Some(&format!("v{i}")), Compression::None), 0)
+            .unwrap();
     }
     log.set_high_watermark(log.log_end_offset());
     let before = log.read(0, 1 << 20, ReadLimit::LastStable).unwrap().aborted;

@@ -153,9 +153,9 @@ proptest! {
         let mut expected = Vec::new();
         for b in &batches {
             let records = to_records(b);
-            let mut bytes = encode(&records, b.codec);
+            let bytes = encode(&records, b.codec);
             check_header(&bytes, &records, b.codec);
-            let info = log.append(&mut bytes, b.leader_epoch).unwrap();
+            let info = log.append(&bytes, b.leader_epoch).unwrap();
             prop_assert_eq!(info.last_offset - info.base_offset + 1, records.len() as i64);
             for mut r in records {
                 r.offset += info.base_offset;

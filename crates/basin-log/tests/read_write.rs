@@ -89,7 +89,7 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
     let mut req = batch(3, 0);
     req.extend(batch(2, 10));
     req.extend(batch_with(4, 20, 8, Compression::Gzip, None));
-    let info = log.append(&mut req, 0).unwrap();
+    let info = log.append(&req, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 8));
     assert_eq!(info.log_end_offset, 9);
     let res = log.read(0, 1 << 20, ReadLimit::LogEnd).unwrap();
@@ -100,8 +100,14 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
     assert_eq!(bases, [0, 3, 5]);
     let offsets: Vec<i64> = decode(&res.records).iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (0..9).collect::<Vec<_>>());
-    // What append stamped into the caller's buffer is what is stored.
-    assert_eq!(res.records, req);
+    // What is stored is the caller's bytes with offsets and epochs stamped;
+    // the caller's buffer is left alone.
+    let mut stamped = req.clone();
+    let positions: Vec<usize> = basin_log::batch::headers(&req).map(|(at, _)| at).collect();
+    for (at, base) in positions.into_iter().zip([0, 3, 5]) {
+        basin_log::batch::stamp(&mut stamped[at..], base, 0);
+    }
+    assert_eq!(res.records, stamped);
 }
 
 #[test]
@@ -191,7 +197,7 @@ fn corrupt_batches_are_rejected_and_nothing_is_written() {
     for at in 17..good.len() {
         let mut bad = good.clone();
         bad[at] ^= 0x01;
-        match log.append(&mut bad, 0) {
+        match log.append(&bad, 0) {
             Err(LogError::CorruptBatch { .. }) => {}
             other => panic!("flip at byte {at}: expected CorruptBatch, got {other:?}"),
         }
@@ -203,23 +209,20 @@ fn corrupt_batches_are_rejected_and_nothing_is_written() {
     bad[last] ^= 0x80;
     req.extend(bad);
     assert!(matches!(
-        log.append(&mut req, 0),
+        log.append(&req, 0),
         Err(LogError::CorruptBatch { .. })
     ));
     // Magic byte.
     let mut bad = good.clone();
     bad[16] = 1;
     assert!(matches!(
-        log.append(&mut bad, 0),
+        log.append(&bad, 0),
         Err(LogError::UnsupportedMagic(1))
     ));
     // Truncated, empty and length-lying inputs.
     for bad in [&good[..good.len() - 1], &good[..30], &good[..5], &[][..]] {
         assert!(
-            matches!(
-                log.append(&mut bad.to_vec(), 0),
-                Err(LogError::CorruptBatch { .. })
-            ),
+            matches!(log.append(bad, 0), Err(LogError::CorruptBatch { .. })),
             "{} bytes",
             bad.len()
         );
@@ -227,13 +230,13 @@ fn corrupt_batches_are_rejected_and_nothing_is_written() {
     let mut longer = good.clone();
     longer.push(0);
     assert!(matches!(
-        log.append(&mut longer, 0),
+        log.append(&longer, 0),
         Err(LogError::CorruptBatch { .. })
     ));
     assert_eq!(log.log_end_offset(), 6);
     assert_eq!(log.size_bytes(), size_before);
     // The good batch itself still goes in.
-    assert_eq!(log.append(&mut good.clone(), 0).unwrap().base_offset, 6);
+    assert_eq!(log.append(&good.clone(), 0).unwrap().base_offset, 6);
 }
 
 #[test]
@@ -242,15 +245,15 @@ fn oversized_batches_are_rejected() {
     let mut config = small_config(64 * 1024);
     config.max_message_bytes = 500;
     let log = open_clean(dir.path(), config);
-    let mut big = batch_with(2, 0, 600, Compression::None, None);
-    match log.append(&mut big, 0) {
+    let big = batch_with(2, 0, 600, Compression::None, None);
+    match log.append(&big, 0) {
         Err(LogError::BatchTooLarge { size, max }) => {
             assert_eq!((size, max), (big.len(), 500));
         }
         other => panic!("expected BatchTooLarge, got {other:?}"),
     }
     assert_eq!(log.log_end_offset(), 0);
-    log.append(&mut batch_with(2, 0, 10, Compression::None, None), 0)
+    log.append(&batch_with(2, 0, 10, Compression::None, None), 0)
         .unwrap();
 }
 
@@ -262,13 +265,11 @@ fn every_codec_is_stored_and_read_back_byte_identical() {
     for round in 0..2 {
         for codec in CODECS {
             let original = batch_with(7, 5_000 + round * 100, 300, codec, None);
+            let info = log.append(&original, 3).unwrap();
+            // The log holds the batch with only the base offset and the
+            // leader epoch rewritten.
             let mut stamped = original.clone();
-            let info = log.append(&mut stamped, 3).unwrap();
-            // Only the base offset and the leader epoch were rewritten.
-            assert_eq!(stamped[16..], original[16..]);
-            assert_eq!(stamped[8..12], original[8..12]);
-            assert_eq!(stamped[0..8], info.base_offset.to_be_bytes());
-            assert_eq!(stamped[12..16], 3i32.to_be_bytes());
+            basin_log::batch::stamp(&mut stamped, info.base_offset, 3);
             let header = basin_log::batch::validate(&stamped, 0).unwrap();
             assert_eq!(header.compression(), codec as i16);
             written.push((info.base_offset, stamped, codec));
@@ -311,8 +312,8 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         let records: Vec<_> = (0..n)
             .map(|i| record(i, ts + 10 * i as i64, 60, None))
             .collect();
-        let mut bytes = encode(&records, codec);
-        let info = log.append(&mut bytes, 0).unwrap();
+        let bytes = encode(&records, codec);
+        let info = log.append(&bytes, 0).unwrap();
         for i in 0..n {
             stamps.push((info.base_offset + i as i64, ts + 10 * i as i64));
         }
@@ -366,7 +367,7 @@ fn batches_claiming_huge_record_counts_do_not_break_the_log() {
         let ts = 10_000 * (i as i64 + 1);
         let mut b = batch_with(3, ts, 10, codec, None);
         claim_records(&mut b, i32::MAX);
-        let info = log.append(&mut b, 0).unwrap();
+        let info = log.append(&b, 0).unwrap();
         assert_eq!(info.last_offset - info.base_offset, i64::from(i32::MAX) - 1);
         bases.push((info.base_offset, ts));
     }
@@ -397,7 +398,7 @@ fn batches_claiming_huge_record_counts_do_not_break_the_log() {
     claim_records(&mut req, i32::MAX);
     req.extend(batch(3, 0));
     assert!(matches!(
-        log.append(&mut req, 0),
+        log.append(&req, 0),
         Err(LogError::CorruptBatch { .. })
     ));
     assert_eq!(log.log_end_offset(), leo);
@@ -432,7 +433,7 @@ fn record_counts_must_match_the_offset_range_for_every_codec() {
             let crc = crc32c::crc32c(&b[21..]);
             b[17..21].copy_from_slice(&crc.to_be_bytes());
             assert!(
-                matches!(log.append(&mut b, 0), Err(LogError::CorruptBatch { .. })),
+                matches!(log.append(&b, 0), Err(LogError::CorruptBatch { .. })),
                 "{codec:?}: lastOffsetDelta {delta} with {count} records"
             );
         }

@@ -38,7 +38,7 @@ fn crashed_log(dir: &Path) -> (i64, std::path::PathBuf) {
 
 fn assert_continues_at(log: &PartitionLog, leo: i64) {
     assert_eq!(log.log_end_offset(), leo);
-    let info = log.append(&mut batch(3, 0), 0).unwrap();
+    let info = log.append(&batch(3, 0), 0).unwrap();
     assert_eq!(info.base_offset, leo);
     assert_eq!(info.log_end_offset, leo + 3);
     let all = read_all(log, 0);
@@ -264,8 +264,8 @@ fn max_timestamp_survives_a_clean_restart() {
     let log = open_clean(dir.path(), config.clone());
     // The first segment's newest record is in its first batch; its second
     // batch is older (producer clocks are not monotonic).
-    log.append(&mut batch(5, now - 60_000), 0).unwrap();
-    log.append(&mut batch(5, now - 10 * day), 0).unwrap();
+    log.append(&batch(5, now - 60_000), 0).unwrap();
+    log.append(&batch(5, now - 10 * day), 0).unwrap();
     assert_eq!(segment_files(dir.path()).len(), 1);
     fill(&log, 6, 5, now - 30_000);
     assert!(segment_files(dir.path()).len() > 2);
@@ -315,8 +315,8 @@ fn compacted_batches_with_offset_gaps_survive_recovery() {
         let k = |c: &str| format!("{c}{i}");
         let first = ["a", "b", "c", "d", "e"].map(k);
         let later = ["b", "d"].map(k);
-        log.append(&mut keyed(&first, codec), 0).unwrap();
-        log.append(&mut keyed(&later, codec), 0).unwrap();
+        log.append(&keyed(&first, codec), 0).unwrap();
+        log.append(&keyed(&later, codec), 0).unwrap();
     }
     fill(&log, 6, 1, 0); // keys "key-0": roll the segments above
     let stats = log.compact().unwrap();

@@ -91,7 +91,7 @@ fn retention_by_bytes_deletes_the_oldest_segments_only() {
     assert_reads_start_at(&log, start);
     assert_eq!(log.log_end_offset(), 150);
     // Appends go on, and the start offset survives a restart.
-    assert_eq!(log.append(&mut batch(2, NOW), 0).unwrap().base_offset, 150);
+    assert_eq!(log.append(&batch(2, NOW), 0).unwrap().base_offset, 150);
     log.close().unwrap();
     drop(log);
     let log = open_clean(dir.path(), config);

@@ -54,7 +54,7 @@ fn topics_are_created_listed_grown_and_deleted() {
 
     // Partitions are independent logs.
     let p1 = orders.partition(1).unwrap();
-    p1.append(&mut batch(4, 0), 0).unwrap();
+    p1.append(&batch(4, 0), 0).unwrap();
     assert_eq!(p1.log_end_offset(), 4);
     assert_eq!(orders.partition(0).unwrap().log_end_offset(), 0);
     assert!(orders.partition(3).is_none());

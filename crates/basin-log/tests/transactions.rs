@@ -35,7 +35,7 @@ struct Seqs(std::collections::HashMap<i64, i32>);
 impl Seqs {
     fn send(&mut self, log: &PartitionLog, pid: i64, n: usize) -> (i64, i64) {
         let seq = self.0.entry(pid).or_insert(0);
-        let info = log.append(&mut txn_batch(pid, 0, *seq, n), 0).unwrap();
+        let info = log.append(&txn_batch(pid, 0, *seq, n), 0).unwrap();
         *seq += n as i32;
         log.set_high_watermark(info.log_end_offset);
         (info.base_offset, info.last_offset)
@@ -159,20 +159,20 @@ fn interleaved_transactions_abort_and_commit_independently() {
 fn markers_fence_older_epochs_and_clients_cannot_write_them() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_clean(dir.path(), small_config(1 << 20));
-    log.append(&mut txn_batch(5, 0, 0, 2), 0).unwrap();
+    log.append(&txn_batch(5, 0, 0, 2), 0).unwrap();
     // The coordinator aborts with a bumped epoch: the zombie is fenced.
     log.append_marker(5, 1, ControlType::Abort, 0, 0).unwrap();
-    let err = log.append(&mut txn_batch(5, 0, 2, 1), 0).unwrap_err();
+    let err = log.append(&txn_batch(5, 0, 2, 1), 0).unwrap_err();
     assert!(matches!(err, LogError::ProducerFenced { .. }), "{err}");
     let err = log
         .append_marker(5, 0, ControlType::Commit, 0, 0)
         .unwrap_err();
     assert!(matches!(err, LogError::ProducerFenced { .. }), "{err}");
     // The new epoch starts at sequence 0.
-    log.append(&mut txn_batch(5, 1, 0, 1), 0).unwrap();
+    log.append(&txn_batch(5, 1, 0, 1), 0).unwrap();
     // A produced control batch is refused.
-    let mut control = basin_log::txn::control_batch(5, 1, ControlType::Commit, 0, 0);
-    let err = log.append(&mut control, 0).unwrap_err();
+    let control = basin_log::txn::control_batch(5, 1, ControlType::Commit, 0, 0);
+    let err = log.append(&control, 0).unwrap_err();
     assert!(matches!(err, LogError::InvalidRecord(_)), "{err}");
 }
 

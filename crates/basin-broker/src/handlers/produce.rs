@@ -60,12 +60,12 @@ fn produce_partition(
     let Some(records) = p.records else {
         return response.with_error_code(errors::CORRUPT_MESSAGE);
     };
-    let mut records = records.to_vec();
     let identity = transactional_identity(&records);
     // A write to the page cache (and an fsync under `every-batch`): short
-    // enough to run on the request task.
-    let mut append = || {
-        log.append(&mut records, LEADER_EPOCH)
+    // enough to run on the request task. The log writes the records straight
+    // from the request frame, without a copy.
+    let append = || {
+        log.append(&records, LEADER_EPOCH)
             .map_err(|e| (errors::from_log(&e), e.to_string()))
     };
     let outcome = match identity {

@@ -197,8 +197,8 @@ pub fn fill(log: &PartitionLog, batches: usize, n: usize, ts0: i64) -> Vec<(i64,
     (0..batches)
         .map(|_| {
             let leo = log.log_end_offset();
-            let mut b = batch(n, ts0 + leo);
-            let info = log.append(&mut b, 0).expect("append");
+            let b = batch(n, ts0 + leo);
+            let info = log.append(&b, 0).expect("append");
             assert!(!info.duplicate);
             assert_eq!(info.base_offset, leo);
             (info.base_offset, info.last_offset)
