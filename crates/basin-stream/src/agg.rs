@@ -7,6 +7,7 @@
 //! pane has already fired is late: dropped and counted. HOP windows are
 //! pre-aggregated per slice (see [`hop`]).
 
+mod expire;
 mod hop;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +26,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, StreamError};
 use crate::ops::{tag_watermark, tagged_watermark, Operator};
+use crate::ttl::{Ttl, UNSTAMPED};
 
 /// When a group's pane fires.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +61,8 @@ pub struct AggSpec {
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     pub output_schema: SchemaRef,
     pub trigger: Trigger,
+    /// Updating mode: drop groups not updated for this long (event time).
+    pub ttl_ms: Option<i64>,
 }
 
 impl AggSpec {
@@ -169,6 +173,9 @@ pub struct Aggregate {
     dirty: Vec<bool>,
     /// HOP mode: ends of the windows still to fire.
     windows: BTreeSet<i64>,
+    /// Updating mode with a TTL: the sweep clock, and each group's stamp.
+    ttl: Option<Ttl>,
+    touched: Vec<i64>,
 }
 
 impl Aggregate {
@@ -181,12 +188,14 @@ impl Aggregate {
             .collect();
         Ok(Aggregate {
             converter: RowConverter::new(fields)?,
-            spec,
             panes: BTreeMap::new(),
             watermark: i64::MIN,
             late: 0,
             dirty: Vec::new(),
             windows: BTreeSet::new(),
+            ttl: spec.ttl_ms.map(Ttl::new),
+            touched: Vec::new(),
+            spec,
         })
     }
 
@@ -269,6 +278,11 @@ impl Aggregate {
         if updating {
             self.dirty.resize(groups, false);
             indices.iter().for_each(|&i| self.dirty[i] = true);
+            if self.ttl.is_some() {
+                // Stamped with the watermark at the next sweep.
+                self.touched.resize(groups, UNSTAMPED);
+                indices.iter().for_each(|&i| self.touched[i] = UNSTAMPED);
+            }
         }
         Ok(())
     }
@@ -360,8 +374,16 @@ impl Operator for Aggregate {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
-        if watermark <= self.watermark || self.spec.trigger == Trigger::Updating {
+        if watermark <= self.watermark {
             return Ok(());
+        }
+        if self.spec.trigger == Trigger::Updating {
+            // Updates never come late; the end of input must not make the
+            // rows of a later run late either.
+            if watermark < i64::MAX {
+                self.watermark = watermark;
+            }
+            return self.expire(out);
         }
         self.watermark = watermark;
         if matches!(self.spec.trigger, Trigger::Hop { .. }) {

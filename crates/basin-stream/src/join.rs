@@ -5,7 +5,8 @@
 //! join, or a join of windowed aggregates), rows are kept per window and
 //! dropped once the watermark passes it, so state stays bounded; other
 //! joins keep every row (state grows with the input, as in Flink without
-//! a state TTL).
+//! a state TTL), or, with a TTL, keep rows in buckets by the watermark at
+//! which they came and drop buckets older than the TTL.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use datafusion::physical_plan::joins::utils::{ColumnIndex, JoinFilter};
 
 use crate::error::{Result, StreamError};
 use crate::ops::{tag_watermark, tagged_watermark, Operator};
+use crate::ttl::{Ttl, UNSTAMPED};
 
 /// One side of a join.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct JoinSpec {
     /// match come out, each once.
     pub semi: Option<usize>,
     pub output_schema: SchemaRef,
+    /// Unwindowed: drop stored rows older than this (event time).
+    pub ttl_ms: Option<i64>,
 }
 
 /// Rows of one side within one window (or all rows, unwindowed).
@@ -132,6 +136,20 @@ impl SideState {
     }
 }
 
+impl Bucket {
+    /// Take in `other`'s rows (their ids move up past this bucket's).
+    fn absorb(&mut self, other: Bucket) {
+        let base = self.rows.len() as u32;
+        self.rows.extend(other.rows);
+        for (key, ids) in other.index {
+            self.index
+                .entry(key)
+                .or_default()
+                .extend(ids.into_iter().map(|id| id + base));
+        }
+    }
+}
+
 /// An inner join of two streams.
 pub struct Join {
     spec: JoinSpec,
@@ -139,6 +157,7 @@ pub struct Join {
     watermark: i64,
     /// Per side: its input is complete (a bounded input, fully read).
     complete: [bool; 2],
+    ttl: Option<Ttl>,
 }
 
 impl Join {
@@ -148,10 +167,11 @@ impl Join {
             SideState::new(spec.right.clone())?,
         ];
         Ok(Join {
-            spec,
             sides,
             watermark: i64::MIN,
             complete: [false; 2],
+            ttl: spec.ttl_ms.map(Ttl::new),
+            spec,
         })
     }
 
@@ -166,12 +186,23 @@ impl Join {
         let other = &self.sides[1 - side];
         let key_rows = other.keys.convert_columns(keys)?;
         let mut pairs = Vec::new();
+        // With a TTL, unwindowed rows sit in buckets by arrival: probe all.
+        let every_bucket = self.stamped(1 - side);
         for (i, b) in buckets.iter().enumerate() {
-            let Some((b, bucket)) = b.and_then(|b| other.buckets.get(&b).map(|k| (b, k))) else {
-                continue;
+            let Some(b) = b else { continue };
+            let key = key_rows.row(i);
+            let mut probe = |b: i64, bucket: &Bucket| {
+                if let Some(ids) = bucket.index.get(key.as_ref()) {
+                    pairs.extend(ids.iter().map(|id| (i as u32, b, *id)));
+                }
             };
-            if let Some(ids) = bucket.index.get(key_rows.row(i).as_ref()) {
-                pairs.extend(ids.iter().map(|id| (i as u32, b, *id)));
+            if every_bucket {
+                other
+                    .buckets
+                    .iter()
+                    .for_each(|(b, bucket)| probe(*b, bucket));
+            } else if let Some(bucket) = other.buckets.get(b) {
+                probe(*b, bucket);
             }
         }
         Ok(pairs)
@@ -283,7 +314,44 @@ impl Join {
             .into_iter()
             .map(|b| b.filter(|b| *b > self.watermark))
             .collect();
+        let buckets = self.stamp(side, buckets);
         self.sides[side].insert(&batch, &keys, &buckets)
+    }
+
+    /// Whether `side` keeps its rows in buckets by arrival (a TTL on an
+    /// unwindowed join).
+    fn stamped(&self, side: usize) -> bool {
+        self.ttl.is_some() && self.sides[side].spec.window_end.is_none()
+    }
+
+    /// The buckets of rows arriving now on `side`: with a TTL, the
+    /// unstamped one, dated at the next watermark.
+    fn stamp(&self, side: usize, buckets: Vec<Option<i64>>) -> Vec<Option<i64>> {
+        if !self.stamped(side) {
+            return buckets;
+        }
+        buckets.into_iter().map(|b| b.map(|_| UNSTAMPED)).collect()
+    }
+
+    /// With a TTL: date the rows that came since the last watermark, and
+    /// drop buckets older than the TTL on sides that are still being read.
+    fn expire(&mut self) {
+        let watermark = self.watermark;
+        let Some(ttl) = self.ttl.as_mut() else { return };
+        let now = ttl.coarse(watermark);
+        let cutoff = ttl.due(watermark);
+        for s in 0..2 {
+            if !self.stamped(s) || self.complete[s] {
+                continue;
+            }
+            let side = &mut self.sides[s];
+            if let Some(fresh) = side.buckets.remove(&UNSTAMPED) {
+                side.buckets.entry(now).or_default().absorb(fresh);
+            }
+            if let Some(cutoff) = cutoff {
+                side.buckets = side.buckets.split_off(&cutoff);
+            }
+        }
     }
 
     /// Semi join, new row on the probing side: stored rows of the kept
@@ -382,6 +450,7 @@ impl Operator for Join {
                 side.buckets = keep;
             }
         }
+        self.expire();
         Ok(())
     }
 
@@ -433,8 +502,67 @@ impl Operator for Join {
             let columns = side.rows.convert_rows(picked)?;
             let batch = RecordBatch::try_new(side.spec.schema.clone(), columns)?;
             let (keys, buckets) = side.keys_of(&batch)?;
-            side.insert(&batch, &keys, &buckets)?;
+            let buckets = self.stamp(s, buckets);
+            self.sides[s].insert(&batch, &keys, &buckets)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::physical_expr::expressions::Column;
+
+    fn side() -> JoinSideSpec {
+        JoinSideSpec {
+            schema: Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
+            keys: vec![Arc::new(Column::new("k", 0))],
+            window_end: None,
+        }
+    }
+
+    fn key(k: i64) -> RecordBatch {
+        RecordBatch::try_new(side().schema, vec![Arc::new(Int64Array::from(vec![k]))]).unwrap()
+    }
+
+    /// Rows joined after the watermark moved `gap` ms past the first one.
+    fn matches_after(ttl_ms: Option<i64>, gap: i64) -> usize {
+        let spec = JoinSpec {
+            left: side(),
+            right: side(),
+            filter: None,
+            projection: None,
+            semi: None,
+            output_schema: joined_schema(&JoinSpec {
+                left: side(),
+                right: side(),
+                filter: None,
+                projection: None,
+                semi: None,
+                output_schema: Arc::new(Schema::empty()),
+                ttl_ms: None,
+            }),
+            ttl_ms,
+        };
+        let mut join = Join::new(spec).unwrap();
+        let mut out = Vec::new();
+        join.on_input(0, key(7), &mut out).unwrap();
+        join.on_watermark(100_000, &mut out).unwrap();
+        join.on_input(0, key(8), &mut out).unwrap();
+        join.on_watermark(100_000 + gap, &mut out).unwrap();
+        join.on_input(1, key(7), &mut out).unwrap();
+        join.on_input(1, key(8), &mut out).unwrap();
+        out.iter().map(|b| b.num_rows()).sum()
+    }
+
+    #[test]
+    fn unwindowed_rows_expire_after_the_ttl() {
+        assert_eq!(matches_after(None, 60_000), 2, "no TTL keeps every row");
+        assert_eq!(matches_after(Some(10_000), 5_000), 2, "within the TTL");
+        // Key 7 came before the watermark of 100 s, key 8 after it (stamped
+        // at 160 s): only key 8 is still within 10 s.
+        assert_eq!(matches_after(Some(10_000), 60_000), 1);
     }
 }

@@ -19,6 +19,7 @@ pub mod session;
 pub mod sink;
 pub mod source;
 pub mod topn;
+pub mod ttl;
 pub mod txn;
 pub mod udf;
 pub mod window;

@@ -56,6 +56,10 @@ pub struct RunOptions {
     pub discard: bool,
     /// Set to stop the stream jobs (they keep their last checkpoint).
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Drop state not bounded by windows (updating GROUP BY groups, top-N
+    /// keys, unwindowed join rows) once not updated for this long, in
+    /// event time; `None` keeps it forever.
+    pub state_ttl: Option<Duration>,
 }
 
 /// What a run did.
@@ -308,6 +312,9 @@ impl Pipeline {
                 target.upserts = true;
             }
         }
+        if let Some(ttl) = options.state_ttl {
+            set_state_ttl(&mut plan, ttl.as_millis() as i64);
+        }
         let name = format!("{}-{n}", options.name);
         let config = JobConfig {
             checkpoint_dir: options
@@ -366,6 +373,22 @@ fn updating_or_final(graph: &mut Graph, sink: &SinkTarget, bounded: bool) -> Res
         sink_updates |= to_sink;
     }
     Ok(sink_updates)
+}
+
+/// A state TTL for the operators whose state windows do not bound: an
+/// updating aggregate, an updating top-N, an unwindowed join.
+fn set_state_ttl(graph: &mut Graph, ms: i64) {
+    for stage in &mut graph.stages {
+        let StageKind::Keyed(keyed) = &mut stage.kind else {
+            continue;
+        };
+        match &mut keyed.op {
+            KeyedOp::Aggregate(a) if a.trigger == Trigger::Updating => a.ttl_ms = Some(ms),
+            KeyedOp::TopN(t) if t.updating => t.ttl_ms = Some(ms),
+            KeyedOp::Join(j) if j.left.window_end.is_none() => j.ttl_ms = Some(ms),
+            _ => {}
+        }
+    }
 }
 
 fn sink_target(name: String, provider: &dyn TableProvider) -> Result<SinkTarget> {

@@ -308,6 +308,7 @@ impl Builder {
             filters: agg.filter_expr().to_vec(),
             output_schema: agg.schema(),
             trigger: trigger_of(&group_lineage),
+            ttl_ms: None,
         };
         let (edge, session) = match self.session_input(stage, group, &group_lineage)? {
             Some((keys, session)) => (Edge { from: stage, keys }, Some(session)),
@@ -444,6 +445,7 @@ impl Builder {
             input_schema,
             output_schema: node.schema(),
             updating: true,
+            ttl_ms: None,
         };
         let edge = Edge {
             from: stage,
@@ -542,6 +544,7 @@ impl Builder {
             projection: join.projection.as_ref().map(|p| p.to_vec()),
             semi,
             output_schema: node.schema(),
+            ttl_ms: None,
         };
         let edges = vec![
             Edge {

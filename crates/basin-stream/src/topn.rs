@@ -16,6 +16,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 
 use crate::error::Result;
 use crate::ops::Operator;
+use crate::ttl::{Ttl, UNSTAMPED};
 
 /// What a top-N stage computes.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct TopNSpec {
     pub output_schema: SchemaRef,
     /// Emit changed keys at each tick (else only at the end of input).
     pub updating: bool,
+    /// Drop keys not offered a row for this long (event time).
+    pub ttl_ms: Option<i64>,
 }
 
 /// One kept row: its ordering bytes, then the whole row's bytes.
@@ -40,6 +43,10 @@ pub struct TopN {
     rows: RowConverter,
     groups: HashMap<Box<[u8]>, Vec<Ranked>>,
     dirty: HashSet<Box<[u8]>>,
+    watermark: i64,
+    ttl: Option<Ttl>,
+    /// With a TTL: each key's stamp (see [`crate::ttl`]).
+    touched: HashMap<Box<[u8]>, i64>,
 }
 
 impl TopN {
@@ -65,9 +72,12 @@ impl TopN {
             keys: RowConverter::new(keys)?,
             order: RowConverter::new(order)?,
             rows: RowConverter::new(rows)?,
-            spec,
             groups: HashMap::new(),
             dirty: HashSet::new(),
+            watermark: UNSTAMPED,
+            ttl: spec.ttl_ms.map(Ttl::new),
+            touched: HashMap::new(),
+            spec,
         })
     }
 
@@ -98,6 +108,10 @@ impl TopN {
         let (keys, order, rows) = self.convert(batch)?;
         for i in 0..batch.num_rows() {
             let candidate: Ranked = (order.row(i).as_ref().into(), rows.row(i).as_ref().into());
+            if self.ttl.is_some() {
+                // Stamped with the watermark at the next sweep.
+                self.touched.insert(keys.row(i).as_ref().into(), UNSTAMPED);
+            }
             let list = self.groups.entry(keys.row(i).as_ref().into()).or_default();
             let at = list.partition_point(|r| *r <= candidate);
             if at >= self.spec.limit {
@@ -149,16 +163,47 @@ impl TopN {
     }
 }
 
+impl TopN {
+    /// Drop keys whose stamp is older than the TTL; their pending updates
+    /// go out first.
+    fn expire(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        let watermark = self.watermark;
+        let Some(cutoff) = self.ttl.as_mut().and_then(|t| t.due(watermark)) else {
+            return Ok(());
+        };
+        for key in self.groups.keys() {
+            let stamp = self.touched.entry(key.clone()).or_insert(watermark);
+            if *stamp == UNSTAMPED {
+                *stamp = watermark;
+            }
+        }
+        let pending = self
+            .dirty
+            .iter()
+            .any(|key| self.touched.get(key).is_some_and(|t| *t < cutoff));
+        if self.spec.updating && pending {
+            self.emit_dirty(out)?;
+        }
+        let touched = &mut self.touched;
+        self.groups
+            .retain(|key, _| touched.get(key).is_some_and(|t| *t >= cutoff));
+        let groups = &self.groups;
+        touched.retain(|key, _| groups.contains_key(key));
+        Ok(())
+    }
+}
+
 impl Operator for TopN {
     fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
         self.offer(&batch, true)
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
         if watermark == i64::MAX {
             self.emit_dirty(out)?;
         }
-        Ok(())
+        self.expire(out)
     }
 
     fn on_tick(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {

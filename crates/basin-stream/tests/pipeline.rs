@@ -138,6 +138,7 @@ fn options(dir: &Path, mode: Mode, parallelism: usize) -> RunOptions {
         reset: false,
         discard: false,
         stop: Default::default(),
+        state_ttl: None,
     }
 }
 
@@ -547,4 +548,68 @@ async fn lookup_join_against_a_lake_table_across_restarts() {
     )
     .await;
     assert_same("batch", &normalize(got), &normalize(expected));
+}
+
+/// With a state TTL, an updating GROUP BY forgets a group not updated for
+/// longer than the TTL (event time): its next row starts a new count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn state_ttl_forgets_idle_groups_of_an_updating_aggregate() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let bid = |auction, price, secs: i64| Bid {
+        auction,
+        price,
+        time: BASE + secs * 1000,
+    };
+    // Auction 7 bids twice, then 200 s of other auctions, then 7 again.
+    let mut events = vec![bid(7, 10, 0), bid(7, 20, 1)];
+    events.extend((0..20_000).map(|i| bid(1 + i % 5, 1, 2 + i / 100)));
+    events.push(bid(7, 40, 202));
+    // One key, one partition: the rows arrive in this order.
+    produce_in_order(&brokers, "ttl", &events).await;
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND)
+           STORED AS TOPIC LOCATION 'ttl' OPTIONS ('brokers' '{brokers}');
+         CREATE EXTERNAL TABLE totals (auction BIGINT, bids BIGINT, total BIGINT)
+           STORED AS TOPIC LOCATION 'totals' OPTIONS ('brokers' '{brokers}', 'key' 'auction');
+         INSERT INTO totals (auction, bids, total) SELECT auction, count(*), sum(price) FROM bids GROUP BY auction;"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), Mode::Stream, 1);
+    opts.state_ttl = Some(Duration::from_secs(10));
+    run(&sql, &opts).await;
+    let (latest, _) = latest_totals(dir.path(), &brokers).await;
+    assert_eq!(latest[&7], (1, 40), "auction 7 starts over after the TTL");
+    assert_eq!(latest[&1], totals_of(&events)[&1], "busy groups are kept");
+
+    let dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(dir.path(), Mode::Stream, 1)).await;
+    let (latest, _) = latest_totals(dir.path(), &brokers).await;
+    assert_eq!(latest[&7], (3, 70), "without a TTL every group is kept");
+}
+
+/// Produce `bids` into one partition of `topic`, in order.
+async fn produce_in_order(brokers: &str, topic: &str, bids: &[Bid]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for b in bids {
+        let value = format!(
+            r#"{{"auction": {}, "price": {}, "date_time": "{}"}}"#,
+            b.auction,
+            b.price,
+            timestamp(b.time)
+        );
+        let record = FutureRecord::to(topic).key("all").payload(&value);
+        pending.push(producer.send_result(record).unwrap());
+    }
+    for delivery in pending {
+        delivery.await.unwrap().unwrap();
+    }
 }

@@ -24,6 +24,8 @@ pub struct Deployment {
     pub sql: String,
     pub parallelism: usize,
     pub checkpoint_interval_ms: u64,
+    #[serde(default)]
+    pub state_ttl_ms: Option<u64>,
     /// Run it (deploy, restart) or not (stop).
     pub running: bool,
     /// Bumped by every deploy and restart, so the node restarts the jobs.
@@ -202,6 +204,7 @@ async fn start(data_dir: &Path, d: &Deployment) -> Result<Active> {
         reset: false,
         discard: false,
         stop: stop.clone(),
+        state_ttl: d.state_ttl_ms.map(Duration::from_millis),
     };
     let pipeline = Pipeline::open(&d.sql, &options).await?;
     let running = pipeline.start(&options).await?;

@@ -72,6 +72,30 @@ fn expected_totals(events: &[(i64, i64, i64)]) -> Vec<String> {
         .collect()
 }
 
+/// Bids and totals per auction and 5 s window, every 2 s (HOP).
+fn expected_hop(events: &[(i64, i64, i64)]) -> Vec<String> {
+    let mut groups: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for &(auction, price, t) in events {
+        // Windows start at multiples of the slide.
+        let last = t - t % 2000;
+        let mut start = last;
+        while start - 2000 > t - 5000 {
+            start -= 2000;
+        }
+        while start <= last {
+            let g = groups.entry((auction, start)).or_default();
+            *g = (g.0 + 1, g.1 + price);
+            start += 2000;
+        }
+    }
+    groups
+        .iter()
+        .map(|((a, s), (n, total))| {
+            format!("{a},{},{n},{total}", clock(*s)[..19].replace(' ', "T"))
+        })
+        .collect()
+}
+
 /// The windowed count, into `sink` (declared by `sink_ddl`).
 fn windowed_insert(sink: &str) -> String {
     format!(
@@ -137,6 +161,24 @@ fn killed_and_restarted_job_writes_each_row_once_to_the_lake() {
         setup: vec![],
         query: query.into(),
         expected,
+    });
+}
+
+/// HOP windows are aggregated per 1 s slice (the gcd of 2 s and 5 s) and
+/// merged as windows close; slices in checkpoints survive kills.
+#[test]
+fn killed_and_restarted_hop_job_writes_each_window_once() {
+    let query = "SELECT auction, window_start, bids, total FROM lake.bid_counts ORDER BY auction, window_start";
+    killed_and_restarted(&Job {
+        sink_ddl: LAKE_SINK.into(),
+        insert: "INSERT INTO lake.bid_counts (auction, window_start, bids, total)
+         SELECT auction, window_start, count(*), sum(price)
+         FROM TABLE(HOP(TABLE bids, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '5' SECOND))
+         GROUP BY auction, window_start, window_end"
+            .into(),
+        setup: vec![],
+        query: query.into(),
+        expected: expected_hop,
     });
 }
 

@@ -46,6 +46,7 @@ impl Aggregate {
     /// `fire` comes too late for every window it belongs to.
     pub(super) fn is_late(&self, fire: i64) -> bool {
         match self.hop() {
+            None if self.spec.trigger == Trigger::Updating => false,
             None => fire <= self.watermark,
             Some(h) => {
                 let last_start = fire - fire.rem_euclid(h.slide);

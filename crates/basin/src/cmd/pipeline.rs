@@ -67,6 +67,10 @@ pub struct DeployArgs {
     pub parallelism: usize,
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub checkpoint_interval: Duration,
+    /// Forget state that windows do not bound once not updated for this
+    /// long in event time (see `pipeline run --help`) [default: keep].
+    #[arg(long, value_parser = parse_duration)]
+    pub state_ttl: Option<Duration>,
     #[command(flatten)]
     pub dir: DataDirArg,
 }
@@ -102,6 +106,11 @@ pub struct RunArgs {
     /// Stream mode: drop earlier checkpoints and start from the beginning.
     #[arg(long)]
     pub reset: bool,
+    /// Stream mode: forget state that windows do not bound (groups of a
+    /// GROUP BY without a window, top-N keys, rows of unwindowed joins) once
+    /// not updated for this long in event time, e.g. 1h [default: keep].
+    #[arg(long, value_parser = parse_duration)]
+    pub state_ttl: Option<Duration>,
     /// Log each job's status (rows/s, watermark and its lag, last
     /// checkpoint, per-stage rows and backpressure) this often.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
@@ -152,6 +161,7 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
         reset: args.reset,
         discard: args.discard,
         stop: Default::default(),
+        state_ttl: args.state_ttl,
     };
     let started = Instant::now();
     let at = || format!("in {}", file.display());
@@ -189,6 +199,7 @@ async fn deploy(args: DeployArgs) -> Result<()> {
         sql: text,
         parallelism: args.parallelism.max(1),
         checkpoint_interval_ms: args.checkpoint_interval.as_millis() as u64,
+        state_ttl_ms: args.state_ttl.map(|d| d.as_millis() as u64),
         running: true,
         generation: previous.map_or(1, |p| p.generation + 1),
     };
