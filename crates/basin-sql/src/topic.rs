@@ -170,6 +170,9 @@ impl TopicTable {
             .set("group.id", format!("basin-sql-{}", std::process::id()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            // librdkafka >= 2.4 pauses fetching 1 s whenever its local
+            // queue is over queued.min.messages, capping scans.
+            .set("fetch.queue.backoff.ms", "1")
             .set("log_level", "3")
             .create()
             .map_err(kafka_err)
