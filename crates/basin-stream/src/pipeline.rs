@@ -385,7 +385,9 @@ fn set_state_ttl(graph: &mut Graph, ms: i64) {
         match &mut keyed.op {
             KeyedOp::Aggregate(a) if a.trigger == Trigger::Updating => a.ttl_ms = Some(ms),
             KeyedOp::TopN(t) if t.updating => t.ttl_ms = Some(ms),
-            KeyedOp::Join(j) if j.left.window_end.is_none() => j.ttl_ms = Some(ms),
+            KeyedOp::Join(j) if j.left.window_end.is_none() && j.left.expiry.is_none() => {
+                j.ttl_ms = Some(ms)
+            }
             _ => {}
         }
     }

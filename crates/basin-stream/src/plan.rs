@@ -7,6 +7,7 @@
 //! are followed through projections so aggregations and joins know when a
 //! window closes.
 
+mod interval;
 mod slices;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct StagePlan {
     pub schema: datafusion::arrow::datatypes::SchemaRef,
 }
 
+// A job has a handful of stages: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum StageKind {
     /// Reads a topic; windows are assigned right after decoding.
@@ -111,6 +114,8 @@ enum Lineage {
     WindowEnd,
     /// The ROW_NUMBER() of a top-N stage.
     RowNumber,
+    /// A source's WATERMARK column, as read.
+    EventTime,
 }
 
 type Lineages = Vec<Option<Lineage>>;
@@ -337,7 +342,11 @@ impl Builder {
                 op: KeyedOp::Aggregate(spec),
             },
         );
-        let mut out = group_lineage;
+        // Only window bounds keep their meaning through an aggregation.
+        let mut out: Lineages = group_lineage
+            .into_iter()
+            .map(|l| l.filter(|l| *l != Lineage::EventTime))
+            .collect();
         out.resize(agg.schema().fields().len(), None);
         Ok((keyed, out))
     }
@@ -529,16 +538,23 @@ impl Builder {
         );
         // Windows close for both sides only when both join on a window end.
         let windowed = lw.is_some() && rw.is_some();
+        let (le, re) = if windowed {
+            (None, None)
+        } else {
+            interval::expiries(join.filter(), &left_lineage, &right_lineage)
+        };
         let spec = JoinSpec {
             left: JoinSideSpec {
                 schema: join.left().schema(),
                 keys: left_keys.clone(),
                 window_end: lw.filter(|_| windowed),
+                expiry: le,
             },
             right: JoinSideSpec {
                 schema: join.right().schema(),
                 keys: right_keys.clone(),
                 window_end: rw.filter(|_| windowed),
+                expiry: re,
             },
             filter: join.filter().cloned(),
             projection: join.projection.as_ref().map(|p| p.to_vec()),
@@ -572,6 +588,12 @@ impl Builder {
         if let Some(p) = &join.projection {
             lineage = p.iter().map(|&i| lineage[i]).collect();
         }
+        // Joined rows come out when their match arrives, after the
+        // watermark may have passed their times.
+        let lineage = lineage
+            .into_iter()
+            .map(|l| l.filter(|l| *l != Lineage::EventTime))
+            .collect();
         Ok((keyed, lineage))
     }
 }
@@ -587,8 +609,12 @@ fn scan_lineage(scan: &StreamScanExec) -> Lineages {
         WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
         WindowKind::Session { gap_ms, .. } => gap_ms,
     });
+    let event_time = scan.source.watermark.as_ref().map(|w| w.column.as_str());
     let of = |i: usize| {
         let name = full.field(i).name();
+        if event_time == Some(name.as_str()) {
+            return Some(Lineage::EventTime);
+        }
         match size {
             Some(size) if name == WINDOW_START && i + 2 == full.fields().len() => {
                 Some(Lineage::WindowStart(size))

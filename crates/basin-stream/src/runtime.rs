@@ -122,8 +122,24 @@ fn stage_name(stage: &crate::plan::StagePlan) -> String {
             KeyedOp::Aggregate(_) if k.session.is_some() => "session aggregate".into(),
             KeyedOp::Aggregate(_) => "aggregate".into(),
             KeyedOp::TopN(_) => "top-n".into(),
-            KeyedOp::Join(_) => "join".into(),
+            KeyedOp::Join(j) => join_name(j),
         },
+    }
+}
+
+/// What kind of join, as the status shows it (windowed, interval: state
+/// bounded by the watermark).
+fn join_name(j: &crate::join::JoinSpec) -> String {
+    let kind = if j.left.window_end.is_some() {
+        "windowed join"
+    } else if j.left.expiry.is_some() || j.right.expiry.is_some() {
+        "interval join"
+    } else {
+        "join"
+    };
+    match j.semi {
+        Some(_) => format!("{kind} (semi)"),
+        None => kind.to_string(),
     }
 }
 

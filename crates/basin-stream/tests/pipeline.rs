@@ -613,3 +613,47 @@ async fn produce_in_order(brokers: &str, topic: &str, bids: &[Bid]) {
         delivery.await.unwrap().unwrap();
     }
 }
+
+/// An interval join of a stream with itself: each bid with the bids of
+/// its auction up to 1 s after it. The join drops rows the watermark has
+/// put out of reach; the result is the same in both modes and as computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interval_join_stream_equals_batch_equals_expected() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let events = bids(3000);
+    produce(&brokers, "ij", &events).await;
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND)
+           STORED AS TOPIC LOCATION 'ij' OPTIONS ('brokers' '{brokers}');
+         CREATE TABLE IF NOT EXISTS lake.pairs (auction BIGINT, first BIGINT, second BIGINT);
+         INSERT INTO lake.pairs
+         SELECT a.auction, a.price, b.price FROM bids a JOIN bids b
+           ON a.auction = b.auction
+          AND b.date_time > a.date_time AND b.date_time <= a.date_time + INTERVAL '1' SECOND;"
+    );
+    let mut expected = Vec::new();
+    for a in &events {
+        for b in &events {
+            let gap = b.time - a.time;
+            if a.auction == b.auction && gap > 0 && gap <= 1000 {
+                expected.push(format!("{},{},{}", a.auction, a.price, b.price));
+            }
+        }
+    }
+    expected.sort();
+    let query = "SELECT auction, first, second FROM lake.pairs";
+    for parallelism in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = run(&sql, &options(dir.path(), Mode::Stream, parallelism)).await;
+        assert_same("stream", &rows(dir.path(), query).await, &expected);
+        let stats = &summary.jobs[0].stats;
+        assert_eq!(stats.late_rows.load(Ordering::Relaxed), 0);
+        let names: Vec<&str> = stats.stages.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"interval join"), "{names:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(dir.path(), Mode::Batch, 1)).await;
+    assert_same("batch", &rows(dir.path(), query).await, &expected);
+}
