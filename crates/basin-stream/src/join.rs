@@ -212,9 +212,9 @@ impl Join {
         let other = &self.sides[1 - side];
         let key_rows = other.keys.convert_columns(keys)?;
         let mut pairs = Vec::new();
-        // With a TTL, unwindowed rows sit in buckets by arrival, and rows
-        // of an interval join by expiry: probe all.
-        let every_bucket = self.stamped(1 - side) || other.spec.expiry.is_some();
+        // Windowed rows match in their window's bucket; others sit in one
+        // bucket, or by arrival (TTL), or by expiry (interval): probe all.
+        let every_bucket = other.spec.window_end.is_none();
         for (i, b) in buckets.iter().enumerate() {
             let Some(b) = b else { continue };
             let key = key_rows.row(i);

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod pg;
 pub mod pipeline;
 pub mod plan;
+pub mod proctime;
 pub mod runtime;
 pub mod script;
 pub mod session;

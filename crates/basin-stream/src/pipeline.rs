@@ -24,6 +24,7 @@ use crate::agg::Trigger;
 use crate::error::{Result, StreamError};
 use crate::pg::PgTarget;
 use crate::plan::{job_graph, Graph, KeyedOp, StageKind};
+use crate::proctime::ProcTimeTable;
 use crate::runtime::{run_job, Fnv, JobConfig, JobStats};
 use crate::script::{Script, Statement, StatementKind, Watermark};
 use crate::sink::SinkTarget;
@@ -141,9 +142,13 @@ impl Pipeline {
             registered = self.register_windows(registered).await?;
             let located = |e: StreamError| located(st, e);
             match &st.kind {
-                StatementKind::Create { watermark } => {
-                    self.create(st, watermark.as_ref()).await.map_err(located)?
-                }
+                StatementKind::Create {
+                    watermark,
+                    proctime,
+                } => self
+                    .create(st, watermark.as_ref(), proctime.as_deref())
+                    .await
+                    .map_err(located)?,
                 StatementKind::Other => {
                     self.ctx()
                         .sql(&st.sql)
@@ -195,7 +200,12 @@ impl Pipeline {
         Ok(next)
     }
 
-    async fn create(&self, st: &Statement, watermark: Option<&Watermark>) -> Result<()> {
+    async fn create(
+        &self,
+        st: &Statement,
+        watermark: Option<&Watermark>,
+        proctime: Option<&str>,
+    ) -> Result<()> {
         let name = created_name(&st.sql);
         if name.as_deref().is_some_and(|n| n.starts_with("lake.")) {
             // Lake tables persist: the engine writes their metadata.
@@ -216,15 +226,26 @@ impl Pipeline {
         };
         let provider = self.ctx().table_provider(name.as_str()).await?;
         let Some(topic) = provider.downcast_ref::<TopicTable>() else {
-            if watermark.is_some() {
+            if watermark.is_some() || proctime.is_some() {
                 return Err(StreamError::Unsupported(format!(
-                    "WATERMARK on {name}: only topic tables take a watermark"
+                    "WATERMARK or PROCTIME() on {name}: only topic tables have them"
                 )));
             }
             return Ok(());
         };
+        if self.mode == Mode::Batch {
+            if let Some(p) = proctime {
+                let column = topic.schema().index_of(p)?;
+                self.ctx().deregister_table(name.as_str())?;
+                let table = ProcTimeTable {
+                    inner: provider.clone(),
+                    column,
+                };
+                self.ctx().register_table(name.as_str(), Arc::new(table))?;
+            }
+        }
         if self.mode == Mode::Stream {
-            let info = SourceInfo::from_table(&name, topic, watermark.cloned())?;
+            let info = SourceInfo::from_table(&name, topic, watermark.cloned(), proctime)?;
             self.ctx().deregister_table(name.as_str())?;
             self.ctx().register_table(
                 name.as_str(),

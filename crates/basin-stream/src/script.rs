@@ -24,7 +24,11 @@ pub struct Statement {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatementKind {
     /// `CREATE ...`: a source, a sink, a view; `watermark` when declared.
-    Create { watermark: Option<Watermark> },
+    Create {
+        watermark: Option<Watermark>,
+        /// A column declared `name AS PROCTIME()`.
+        proctime: Option<String>,
+    },
     /// `INSERT INTO sink SELECT ...`: a job.
     Insert,
     /// A bare query: its rows are printed.
@@ -69,7 +73,14 @@ impl Script {
             let (kind, sql) = match first.as_str() {
                 "CREATE" => {
                     let (sql, watermark) = extract_watermark(&raw).map_err(at)?;
-                    (StatementKind::Create { watermark }, sql)
+                    let (sql, proctime) = extract_proctime(&sql);
+                    (
+                        StatementKind::Create {
+                            watermark,
+                            proctime,
+                        },
+                        sql,
+                    )
                 }
                 "INSERT" | "SELECT" | "WITH" => {
                     let sql = script.rewrite_windows(&raw).map_err(at)?;
@@ -243,6 +254,19 @@ fn extract_watermark(sql: &str) -> std::result::Result<(String, Option<Watermark
     };
     let stripped = format!("{}{}", &sql[..m.start()], &rest[end..]);
     Ok((stripped, Some(Watermark { column, delay_ms })))
+}
+
+/// Replace a column `name AS PROCTIME()` by `name TIMESTAMP` (the
+/// source fills it; see [`crate::proctime`]).
+fn extract_proctime(sql: &str) -> (String, Option<String>) {
+    let re =
+        Regex::new(r#"(?i)([(,]\s*)(\w+|"[^"]+")\s+AS\s+PROCTIME\s*\(\s*\)"#).expect("valid regex");
+    let Some(caps) = re.captures(sql) else {
+        return (sql.to_string(), None);
+    };
+    let name = ident(&caps[2]);
+    let replaced = re.replace(sql, format!("${{1}}{} TIMESTAMP", &caps[2]).as_str());
+    (replaced.into_owned(), Some(name))
 }
 
 /// A SQL identifier as DataFusion resolves it: quoted keeps its case,
@@ -419,7 +443,8 @@ mod tests {
         assert_eq!(
             create.kind,
             StatementKind::Create {
-                watermark: Some(watermark)
+                watermark: Some(watermark),
+                proctime: None,
             }
         );
         let insert = &script.statements[1];
@@ -429,6 +454,27 @@ mod tests {
         assert_eq!(
             script.windows[0].spec.kind,
             WindowKind::Tumble { size_ms: 10_000 }
+        );
+    }
+
+    #[test]
+    fn proctime_columns_become_timestamps() {
+        let script = Script::parse(
+            "CREATE EXTERNAL TABLE b (bidder BIGINT, p_time AS PROCTIME()) STORED AS TOPIC LOCATION 'b';",
+        )
+        .unwrap();
+        let create = &script.statements[0];
+        assert!(
+            create.sql.contains("(bidder BIGINT, p_time TIMESTAMP)"),
+            "{}",
+            create.sql
+        );
+        assert_eq!(
+            create.kind,
+            StatementKind::Create {
+                watermark: None,
+                proctime: Some("p_time".into()),
+            }
         );
     }
 

@@ -49,6 +49,8 @@ pub struct SourceInfo {
     /// Value columns, then `_partition`, `_offset`, `_timestamp`, `_key`.
     pub schema: SchemaRef,
     pub watermark: Option<Watermark>,
+    /// A processing-time column (`p AS PROCTIME()`), filled on read.
+    pub proctime: Option<String>,
     /// Columns keying the records a sink writes.
     pub key: Vec<String>,
 }
@@ -58,6 +60,7 @@ impl SourceInfo {
         name: &str,
         table: &TopicTable,
         watermark: Option<Watermark>,
+        proctime: Option<&str>,
     ) -> Result<SourceInfo> {
         let schema = table.schema();
         if let Some(w) = &watermark {
@@ -85,6 +88,7 @@ impl SourceInfo {
             value_schema: table.value_schema(),
             schema,
             watermark,
+            proctime: proctime.map(str::to_string),
             key: table.key_columns().to_vec(),
         })
     }
@@ -343,9 +347,12 @@ impl ReaderState {
     }
 
     fn flush(&mut self) -> Result<Option<RecordBatch>> {
-        let Some(values) = self.decoder.flush()? else {
+        let Some(mut values) = self.decoder.flush()? else {
             return Ok(None);
         };
+        if let Some(p) = &self.info.proctime {
+            values = crate::proctime::fill(&values, self.info.value_schema.index_of(p)?)?;
+        }
         let meta = std::mem::take(&mut self.meta);
         self.track_time(&values, &meta.partitions)?;
         let mut columns: Vec<ArrayRef> = values.columns().to_vec();
@@ -384,7 +391,14 @@ impl ReaderState {
         if self.finished() {
             return Some(i64::MAX);
         }
-        let delay = self.info.watermark.as_ref()?.delay_ms;
+        let Some(delay) = self.info.watermark.as_ref().map(|w| w.delay_ms) else {
+            // Processing time only: the clock is the watermark.
+            return self
+                .info
+                .proctime
+                .as_ref()
+                .map(|_| crate::proctime::now_ms());
+        };
         // Idle (caught up, quiet for a while) and finished (bounded, at
         // their end) partitions do not hold the watermark back.
         let active: Vec<&PartitionState> = self

@@ -172,6 +172,37 @@ fn assert_same(what: &str, got: &[String], want: &[String]) {
     assert_eq!(got.len(), want.len(), "{what}: row counts differ");
 }
 
+/// q12 windows processing time: its rows depend on when bids are read,
+/// but in both modes every bid lands in one 10 s window.
+fn check_q12(brokers: &str, dir: &Path, bids: usize) {
+    let sources = queries().join("_sources.sql");
+    let file = queries().join("q12.sql");
+    for extra in [
+        &["--bounded", "--parallelism", "2"][..],
+        &["--mode", "batch"],
+    ] {
+        let data = dir.join(format!("q12-{}", extra[1]));
+        let mut args = vec![
+            "pipeline",
+            "run",
+            sources.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let out = run_basin(brokers, &args, None, LIMIT);
+        assert!(out.success, "q12 {extra:?}: {}", out.stderr);
+        let mut counted = 0;
+        for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            let row: BTreeMap<String, Value> = serde_json::from_str(line).expect("a JSON row");
+            counted += row["bid_count"].as_u64().unwrap() as usize;
+            let start = row["window_start"].as_str().unwrap();
+            assert!(start.starts_with("20") && start.ends_with("0"), "{line}");
+        }
+        assert_eq!(counted, bids, "q12 {extra:?}: every bid counted once");
+    }
+}
+
 #[test]
 fn nexmark_stream_equals_batch_equals_duckdb() {
     let broker = TestBroker::start();
@@ -197,6 +228,11 @@ fn nexmark_stream_equals_batch_equals_duckdb() {
         events.to_str().unwrap(),
     ];
     assert!(run_basin(&brokers, &files, None, LIMIT).success);
+    let bids = std::fs::read_to_string(events.join("bid.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    check_q12(&brokers, dir.path(), bids);
     let sources = queries().join("_sources.sql");
     for check in CHECKS {
         let file = queries().join(format!("{}.sql", check.query));
