@@ -170,6 +170,9 @@ pub struct StreamScanExec {
     pub window: Option<(WindowSpec, SchemaRef)>,
     /// Columns kept, of the (windowed) source schema.
     pub projection: Option<Vec<usize>>,
+    /// The window as the query declares it, when `window` assigns HOP
+    /// slices instead (lateness follows the declared windows).
+    pub declared: Option<WindowSpec>,
     properties: Arc<PlanProperties>,
 }
 
@@ -200,6 +203,7 @@ impl StreamScanExec {
             source,
             window,
             projection,
+            declared: None,
             properties,
         })
     }

@@ -9,6 +9,7 @@ pub mod checkpoint;
 mod error;
 pub mod exec;
 pub mod join;
+pub mod late;
 pub mod ops;
 pub mod pg;
 pub mod pipeline;

@@ -245,7 +245,8 @@ impl Pipeline {
             }
         }
         if self.mode == Mode::Stream {
-            let info = SourceInfo::from_table(&name, topic, watermark.cloned(), proctime)?;
+            let mut info = SourceInfo::from_table(&name, topic, watermark.cloned(), proctime)?;
+            info.late_rows = self.late_rows_table(&name, &st.sql).await?;
             self.ctx().deregister_table(name.as_str())?;
             self.ctx().register_table(
                 name.as_str(),
@@ -255,6 +256,34 @@ impl Pipeline {
             )?;
         }
         Ok(())
+    }
+
+    /// The side table of `OPTIONS ('late.rows' 'lake.t')` on source `name`.
+    async fn late_rows_table(&self, name: &str, sql: &str) -> Result<Option<SinkTarget>> {
+        let re = Regex::new(r"(?i)'late\.rows'\s+'([^']+)'").expect("valid regex");
+        let Some(caps) = re.captures(sql) else {
+            return Ok(None);
+        };
+        let table = caps[1].to_lowercase();
+        let missing = || {
+            StreamError::Unsupported(format!(
+                "{name}: 'late.rows' names {table}, which is not a lake table; create it first \
+                 with the columns of {name} to keep (and _partition, _offset, _timestamp, _key)"
+            ))
+        };
+        if !table.starts_with("lake.") {
+            return Err(missing());
+        }
+        let provider = self
+            .ctx()
+            .table_provider(table.as_str())
+            .await
+            .map_err(|_| missing())?;
+        let lake = provider.downcast_ref::<LakeTable>().ok_or_else(missing)?;
+        Ok(Some(SinkTarget::Lake {
+            lake: lake.lake().clone(),
+            meta: lake.meta().clone(),
+        }))
     }
 
     async fn run_batch(&self, st: &Statement, discard: bool) -> Result<()> {

@@ -35,6 +35,7 @@ use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{Result, StreamError};
 use crate::exec::StreamScanExec;
 use crate::join::Join;
+use crate::late::LateRows;
 use crate::ops::{Chain, Operator};
 use crate::plan::{Graph, KeyedOp, KeyedPlan, StageKind};
 use crate::session::SessionOp;
@@ -177,9 +178,12 @@ pub fn run_job(
     let topics = source_topics(&graph);
     let txn = sink.open_txn(&config.name)?;
     let restored = restorable(&store, txn.as_ref(), &topics)?;
+    let outputs = Outputs {
+        late: late_targets(&graph),
+    };
     if let Some(m) = &restored {
         check_compatible(m, &config)?;
-        sink.commit(&config.name, &m.sink_files)?;
+        outputs.commit(&sink, &config.name, &m.sink_files)?;
         info!(job = %config.name, checkpoint = m.id, "resuming from checkpoint");
     }
     let wiring = Wiring::new(&graph, config.parallelism)?;
@@ -212,6 +216,7 @@ pub fn run_job(
         config: config.clone(),
         store,
         sink,
+        outputs,
         txn: txn.clone(),
         topics,
         controls,
@@ -236,6 +241,47 @@ pub fn run_job(
         }
     }
     outcome
+}
+
+/// Where a checkpoint's staged files go besides the sink: side tables of
+/// late rows, by name.
+struct Outputs {
+    late: HashMap<String, SinkTarget>,
+}
+
+impl Outputs {
+    /// Publish a recorded checkpoint's files: late rows into their side
+    /// tables, the rest into the sink (idempotent).
+    fn commit(&self, sink: &SinkTarget, job: &str, files: &[PathBuf]) -> Result<()> {
+        let mut main = Vec::new();
+        let mut late: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        for f in files {
+            match crate::late::table_of(f).filter(|t| self.late.contains_key(t)) {
+                Some(table) => late.entry(table).or_default().push(f.clone()),
+                None => main.push(f.clone()),
+            }
+        }
+        for (table, files) in late {
+            self.late[&table].commit(job, &files)?;
+        }
+        sink.commit(job, &main)
+    }
+}
+
+/// The side tables of the graph's sources, by lake table name.
+fn late_targets(graph: &Graph) -> HashMap<String, SinkTarget> {
+    graph
+        .stages
+        .iter()
+        .filter_map(|stage| match &stage.kind {
+            StageKind::Source(scan) => scan.source.late_rows.clone(),
+            _ => None,
+        })
+        .filter_map(|target| match &target {
+            SinkTarget::Lake { meta, .. } => Some((meta.name.clone(), target)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The topic each source stage reads, by stage.
@@ -358,6 +404,17 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
+    /// The side-table writer of a windowed source stage's task, if its
+    /// table declares one.
+    fn late_rows(&self, scan: &StreamScanExec, subtask: usize) -> Result<Option<LateRows>> {
+        let (Some(target), Some((spec, _))) = (&scan.source.late_rows, &scan.window) else {
+            return Ok(None);
+        };
+        let window = scan.declared.clone().unwrap_or_else(|| spec.clone());
+        let staging = self.config.checkpoint_dir.join("staging");
+        Ok(Some(LateRows::open(window, target, &staging, subtask)?))
+    }
+
     /// Where task `t` of stage `s` sends its rows.
     fn output(&self, s: usize, t: usize, senders: Vec<Sender<Msg>>) -> Result<Output> {
         match self.graph.consumer(s) {
@@ -413,9 +470,11 @@ impl Launcher<'_> {
                     TopicReader::open(scan.source.clone(), &owned, &start, self.config.bounded)?;
                 let (ctl_tx, ctl_rx) = unbounded();
                 self.controls.push(ctl_tx);
+                let late = self.late_rows(&scan, s * 1000 + t)?;
                 let task = SourceTask {
                     scan,
                     reader,
+                    late,
                     control: ctl_rx,
                     common,
                 };
@@ -542,6 +601,7 @@ struct Coordinator {
     config: JobConfig,
     store: CheckpointStore,
     sink: SinkTarget,
+    outputs: Outputs,
     txn: Option<JobTxn>,
     /// Source stage → topic (for the transaction's offsets).
     topics: HashMap<String, String>,
@@ -651,7 +711,8 @@ impl Coordinator {
                 .map_or(0, |d| d.as_millis() as i64),
         };
         self.store.complete(&manifest)?;
-        self.sink.commit(&self.config.name, &manifest.sink_files)?;
+        self.outputs
+            .commit(&self.sink, &self.config.name, &manifest.sink_files)?;
         if let Some(txn) = &self.txn {
             txn.commit(&manifest, &self.topics)?;
         }
@@ -759,11 +820,11 @@ impl TaskCommon {
         id: u64,
         offsets: Vec<(String, i64)>,
         states: Vec<(String, String)>,
+        mut files: Vec<PathBuf>,
     ) -> Result<()> {
-        let files = match &mut self.output {
-            Output::Sink(sink) => sink.prepare(id)?,
-            Output::Exchange(_) => Vec::new(),
-        };
+        if let Output::Sink(sink) = &mut self.output {
+            files.extend(sink.prepare(id)?);
+        }
         self.forward(|| Msg::Barrier(id));
         let _ = self.reports.send(Report::Ack {
             id,
@@ -782,6 +843,7 @@ impl TaskCommon {
 struct SourceTask {
     scan: StreamScanExec,
     reader: TopicReader,
+    late: Option<LateRows>,
     control: Receiver<Control>,
     common: TaskCommon,
 }
@@ -809,6 +871,7 @@ impl SourceTask {
             }
             if let Some(batch) = self.reader.poll(ROWS_PER_POLL, POLL_WAIT)? {
                 self.common.count_in(batch.num_rows(), true);
+                let batch = self.divert_late(batch, watermark)?;
                 let batch = self.prepare(batch)?;
                 self.common.emit(batch)?;
             }
@@ -823,6 +886,19 @@ impl SourceTask {
                 let _ = self.common.reports.send(Report::Finished);
             }
         }
+    }
+
+    /// With a side table for late rows: send them there.
+    fn divert_late(&mut self, batch: RecordBatch, watermark: i64) -> Result<RecordBatch> {
+        let Some(late) = &mut self.late else {
+            return Ok(batch);
+        };
+        let (on_time, n) = late.split(batch, watermark)?;
+        self.common
+            .stats
+            .late_rows
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(on_time)
     }
 
     /// Windows and projection (the stage's steps run in `emit`).
@@ -845,7 +921,11 @@ impl SourceTask {
             .into_iter()
             .map(|(p, o)| (format!("{stage}:{p}"), o))
             .collect();
-        self.common.barrier(id, offsets, Vec::new())
+        let late = match &mut self.late {
+            Some(late) => late.prepare(id)?,
+            None => Vec::new(),
+        };
+        self.common.barrier(id, offsets, Vec::new(), late)
     }
 }
 
@@ -870,10 +950,12 @@ impl BoundedTask {
         let stage = self.common.stage;
         loop {
             match self.control.recv() {
-                Ok(Control::Checkpoint(id)) => {
-                    self.common
-                        .barrier(id, vec![(format!("{stage}:done"), 1)], Vec::new())?
-                }
+                Ok(Control::Checkpoint(id)) => self.common.barrier(
+                    id,
+                    vec![(format!("{stage}:done"), 1)],
+                    Vec::new(),
+                    Vec::new(),
+                )?,
                 Ok(Control::Stop) | Err(_) => {
                     self.common.forward(|| Msg::End);
                     return Ok(());
@@ -1127,7 +1209,7 @@ impl KeyedTask {
                 states.push((key, file));
             }
         }
-        self.common.barrier(id, Vec::new(), states)
+        self.common.barrier(id, Vec::new(), states, Vec::new())
     }
 }
 

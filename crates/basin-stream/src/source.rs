@@ -51,6 +51,9 @@ pub struct SourceInfo {
     pub watermark: Option<Watermark>,
     /// A processing-time column (`p AS PROCTIME()`), filled on read.
     pub proctime: Option<String>,
+    /// Where late rows of windowed reads go (`'late.rows'`), instead of
+    /// being dropped.
+    pub late_rows: Option<crate::sink::SinkTarget>,
     /// Columns keying the records a sink writes.
     pub key: Vec<String>,
 }
@@ -89,6 +92,7 @@ impl SourceInfo {
             schema,
             watermark,
             proctime: proctime.map(str::to_string),
+            late_rows: None,
             key: table.key_columns().to_vec(),
         })
     }

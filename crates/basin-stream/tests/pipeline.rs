@@ -657,3 +657,48 @@ async fn interval_join_stream_equals_batch_equals_expected() {
     run(&sql, &options(dir.path(), Mode::Batch, 1)).await;
     assert_same("batch", &rows(dir.path(), query).await, &expected);
 }
+
+/// With `'late.rows'`, rows whose windows have closed go to a side lake
+/// table (by column name, `_offset` included) instead of being dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_rows_go_to_a_side_table() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let mut on_time = bids(10_000);
+    on_time.iter_mut().for_each(|b| b.auction = 1);
+    let late: Vec<Bid> = (0..25)
+        .map(|i| Bid {
+            auction: 1,
+            price: 500 + i,
+            time: on_time[0].time + i * 10,
+        })
+        .collect();
+    let all: Vec<Bid> = on_time.iter().chain(&late).copied().collect();
+    produce(&brokers, "late_side", &all).await;
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS lake.late_bids (auction BIGINT, price BIGINT, date_time TIMESTAMP, _offset BIGINT);
+         CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND)
+         STORED AS TOPIC LOCATION 'late_side' OPTIONS ('brokers' '{brokers}', 'late.rows' 'lake.late_bids');
+         CREATE TABLE IF NOT EXISTS lake.per_auction (auction BIGINT, window_start TIMESTAMP, window_end TIMESTAMP, bids BIGINT, total BIGINT, highest BIGINT);
+         INSERT INTO lake.per_auction
+         SELECT auction, window_start, window_end, count(*), sum(price), max(price)
+         FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+         WHERE price > 10
+         GROUP BY auction, window_start, window_end;"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(&sql, &options(dir.path(), Mode::Stream, 1)).await;
+    let stats = &summary.jobs[0].stats;
+    assert_eq!(stats.late_rows.load(Ordering::Relaxed), late.len() as u64);
+    let expected = expected_tumble(&on_time, 10_000);
+    assert_same("stream", &rows(dir.path(), QUERY).await, &expected);
+    let side = rows(dir.path(), "SELECT price, _offset FROM lake.late_bids").await;
+    let mut want: Vec<String> = late
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("{},{}", b.price, on_time.len() + i))
+        .collect();
+    want.sort();
+    assert_same("side table", &side, &want);
+}

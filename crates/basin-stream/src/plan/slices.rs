@@ -41,6 +41,7 @@ impl Builder {
             return None;
         }
         let slice = gcd(size, slide);
+        scan.declared = scan.window.as_ref().map(|(spec, _)| spec.clone());
         scan.window.as_mut()?.0.kind = WindowKind::Tumble { size_ms: slice };
         Some(Trigger::Hop {
             start,
