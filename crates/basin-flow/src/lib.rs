@@ -1,0 +1,20 @@
+//! Basin's orchestrator (the Airflow of the seed documents). A DAG is a
+//! TOML file of tasks and their dependencies, run once per data interval of
+//! its cron schedule. This crate holds the model and the rules: parsing and
+//! validating DAG files ([`dag`]), schedules and data intervals
+//! ([`schedule`]), trigger rules ([`rules`]), retry backoff ([`retry`]),
+//! templating ([`template`]), and a runner that executes one DAG run
+//! ([`run`]) through an [`run::Executor`] (shell commands are built in;
+//! SQL and pipeline tasks are run by the binary, which has the engines).
+//! It does not depend on DataFusion.
+
+pub mod dag;
+mod error;
+pub mod retry;
+pub mod rules;
+pub mod run;
+pub mod schedule;
+pub mod shell;
+pub mod template;
+
+pub use error::{FlowError, Result};

@@ -1,0 +1,263 @@
+//! One DAG run: tasks start when their trigger rule allows (upstreams in
+//! dependency order), up to a concurrency limit; a failed attempt is retried
+//! after its backoff; fields are templated with the run's data interval,
+//! params and the small outputs of finished upstream tasks. Time and sleep
+//! come from a [`Clock`], so tests run retries without waiting.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::dag::{Dag, Task};
+use crate::rules::{Decision, TaskState};
+use crate::schedule::Interval;
+use crate::template::{render, Vars};
+
+/// Where a run's time comes from.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+    fn sleep(&self, d: Duration);
+    /// In [0, 1): spreads retry delays.
+    fn jitter(&self) -> f64;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d)
+    }
+
+    fn jitter(&self) -> f64 {
+        let nanos = Utc::now().timestamp_subsec_nanos();
+        f64::from(nanos % 1_000_000) / 1_000_000.0
+    }
+}
+
+/// One attempt of one task, its fields templated.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub dag: &'a str,
+    pub run_id: &'a str,
+    pub task: &'a Task,
+    pub fields: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    pub number: u32,
+    pub interval: Option<Interval>,
+}
+
+/// Runs attempts of tasks; the binary adds SQL and pipeline tasks to the
+/// built-in shell ones.
+pub trait Executor: Send + Sync {
+    /// Run one attempt: its small output, or why it failed.
+    fn execute(&self, attempt: &Attempt) -> Result<String, String>;
+}
+
+/// How one task of a run ended.
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub id: String,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub dag: String,
+    pub run_id: String,
+    pub interval: Option<Interval>,
+    pub tasks: Vec<TaskReport>,
+}
+
+impl RunReport {
+    /// No task failed (skipped ones are fine).
+    pub fn succeeded(&self) -> bool {
+        self.tasks
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Success | TaskState::Skipped))
+    }
+
+    pub fn task(&self, id: &str) -> Option<&TaskReport> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+}
+
+/// What a run is for.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub run_id: String,
+    pub interval: Option<Interval>,
+    /// Override the DAG's params.
+    pub params: BTreeMap<String, String>,
+    /// Tasks running at once.
+    pub concurrency: usize,
+}
+
+/// Run `dag` once.
+pub fn run_dag(dag: &Dag, spec: &RunSpec, executor: &dyn Executor, clock: &dyn Clock) -> RunReport {
+    let mut reports: BTreeMap<String, TaskReport> = dag
+        .tasks
+        .iter()
+        .map(|t| (t.id.clone(), pending(&t.id)))
+        .collect();
+    let (done_tx, done_rx) = mpsc::channel::<TaskReport>();
+    std::thread::scope(|scope| {
+        let mut running = 0usize;
+        loop {
+            for task in &dag.tasks {
+                if reports[&task.id].state != TaskState::Pending {
+                    continue;
+                }
+                let upstream: Vec<TaskState> =
+                    task.depends_on.iter().map(|d| reports[d].state).collect();
+                match task.trigger_rule.decide(&upstream) {
+                    Decision::Wait => {}
+                    Decision::Finish(state) => {
+                        reports.get_mut(&task.id).expect("task").state = state
+                    }
+                    Decision::Run if running < spec.concurrency.max(1) => {
+                        let vars = vars_for(dag, spec, task, &reports);
+                        reports.get_mut(&task.id).expect("task").state = TaskState::Running;
+                        running += 1;
+                        let tx = done_tx.clone();
+                        scope.spawn(move || {
+                            let _ = tx.send(run_task(dag, spec, task, &vars, executor, clock));
+                        });
+                    }
+                    Decision::Run => {}
+                }
+            }
+            if reports.values().all(|r| r.state.is_done()) {
+                break;
+            }
+            let Ok(report) = done_rx.recv() else { break };
+            running -= 1;
+            tracing::info!(dag = %dag.id, task = %report.id, state = report.state.name(), attempts = report.attempts, "task finished");
+            reports.insert(report.id.clone(), report);
+        }
+    });
+    RunReport {
+        dag: dag.id.clone(),
+        run_id: spec.run_id.clone(),
+        interval: spec.interval,
+        tasks: dag.tasks.iter().map(|t| reports[&t.id].clone()).collect(),
+    }
+}
+
+fn pending(id: &str) -> TaskReport {
+    TaskReport {
+        id: id.to_string(),
+        state: TaskState::Pending,
+        attempts: 0,
+        output: None,
+        error: None,
+        duration: Duration::ZERO,
+    }
+}
+
+/// The template variables of `task` in this run.
+fn vars_for(
+    dag: &Dag,
+    spec: &RunSpec,
+    task: &Task,
+    reports: &BTreeMap<String, TaskReport>,
+) -> Vars {
+    let mut vars = Vars::default();
+    vars.set("dag_id", dag.id.clone());
+    vars.set("run_id", spec.run_id.clone());
+    vars.set("task_id", task.id.clone());
+    if let Some(i) = spec.interval {
+        vars.set(
+            "data_interval_start",
+            i.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        vars.set(
+            "data_interval_end",
+            i.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        vars.set("ds", i.start.format("%Y-%m-%d").to_string());
+    }
+    for (k, v) in dag.params.iter().chain(&spec.params) {
+        vars.set(&format!("params.{k}"), v.clone());
+    }
+    for up in &task.depends_on {
+        if let Some(out) = &reports[up].output {
+            vars.set(&format!("outputs.{up}"), out.clone());
+        }
+    }
+    vars
+}
+
+/// Every attempt of one task, with backoff between them.
+fn run_task(
+    dag: &Dag,
+    spec: &RunSpec,
+    task: &Task,
+    vars: &Vars,
+    executor: &dyn Executor,
+    clock: &dyn Clock,
+) -> TaskReport {
+    let started = Instant::now();
+    let mut report = pending(&task.id);
+    let rendered =
+        render_all(&task.fields, vars).and_then(|f| Ok((f, render_all(&task.env, vars)?)));
+    let (fields, env) = match rendered {
+        Ok(r) => r,
+        Err(e) => {
+            report.state = TaskState::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    for number in 1..=task.retry.retries + 1 {
+        report.attempts = number;
+        let attempt = Attempt {
+            dag: &dag.id,
+            run_id: &spec.run_id,
+            task,
+            fields: fields.clone(),
+            env: env.clone(),
+            number,
+            interval: spec.interval,
+        };
+        match executor.execute(&attempt) {
+            Ok(output) => {
+                report.state = TaskState::Success;
+                report.output = Some(output);
+                report.error = None;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(dag = %dag.id, task = %task.id, attempt = number, error = %e, "task attempt failed");
+                report.state = TaskState::Failed;
+                report.error = Some(e);
+                if number <= task.retry.retries {
+                    clock.sleep(task.retry.delay_after(number, clock.jitter()));
+                }
+            }
+        }
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+fn render_all(
+    fields: &BTreeMap<String, String>,
+    vars: &Vars,
+) -> crate::Result<BTreeMap<String, String>> {
+    fields
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), render(v, vars)?)))
+        .collect()
+}

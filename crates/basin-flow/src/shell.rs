@@ -1,0 +1,108 @@
+//! Shell tasks: `sh -c command` with the task's env and working folder,
+//! killed at its timeout. The task's output is what it writes to the file
+//! named by `$BASIN_TASK_OUTPUT` (at most 64 KiB; empty if it writes
+//! nothing); downstream tasks read it as `{{ outputs.<task> }}`. Its
+//! stdout and stderr go to the attempt's log.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::run::Attempt;
+
+const MAX_OUTPUT: u64 = 64 * 1024;
+
+/// Run a shell task's attempt; logs go under `logs` (if given).
+pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, String> {
+    let command = attempt
+        .fields
+        .get("command")
+        .ok_or("a shell task needs command")?;
+    let scratch = tempfile_dir()?;
+    let output_file = scratch.join("output");
+    let log_file = match logs {
+        Some(dir) => log_path(dir, attempt),
+        None => scratch.join("log"),
+    };
+    if let Some(parent) = log_file.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let log =
+        std::fs::File::create(&log_file).map_err(|e| format!("{}: {e}", log_file.display()))?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .envs(&attempt.env)
+        .env("BASIN_TASK_OUTPUT", &output_file)
+        .env("BASIN_DAG", attempt.dag)
+        .env("BASIN_RUN_ID", attempt.run_id)
+        .env("BASIN_TASK", &attempt.task.id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    if let Some(cwd) = attempt.fields.get("cwd") {
+        cmd.current_dir(cwd);
+    }
+    let outcome = wait(&mut cmd, attempt.task.timeout);
+    let result = match outcome {
+        Ok(()) => Ok(read_output(&output_file)),
+        Err(e) => Err(format!("{e}; log: {}", tail(&log_file))),
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Run to the end, or kill it at `timeout`.
+fn wait(cmd: &mut Command, timeout: Option<Duration>) -> Result<(), String> {
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return match status.code() {
+                Some(0) => Ok(()),
+                Some(code) => Err(format!("exited with status {code}")),
+                None => Err("killed by a signal".into()),
+            };
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("timed out after {:?}", timeout.expect("checked")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log_path(dir: &Path, a: &Attempt) -> PathBuf {
+    dir.join(a.dag)
+        .join(a.run_id.replace([':', '/'], "_"))
+        .join(format!("{}.{}.log", a.task.id, a.number))
+}
+
+fn tempfile_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "basin-task-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn read_output(path: &Path) -> String {
+    let Ok(file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    let _ = file.take(MAX_OUTPUT).read_to_string(&mut text);
+    text.trim_end().to_string()
+}
+
+/// The last lines of a log, for error messages.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    let tail: Vec<&str> = lines.into_iter().rev().collect();
+    tail.join(" | ")
+}
