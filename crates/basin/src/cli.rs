@@ -46,6 +46,9 @@ pub enum Command {
     /// Run SQL pipelines: stream jobs over live topics, or the same file as a batch job.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Orchestrate: DAGs of tasks (SQL, pipelines, shell) on schedules.
+    #[command(subcommand)]
+    Dag(crate::cmd::dag::DagCommand),
 }
 
 impl Command {

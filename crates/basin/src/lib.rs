@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Gen(command) => cmd::gen::run(&client, command).await,
         Command::Sql(args) => cmd::sql::run(args).await,
         Command::Pipeline(command) => cmd::pipeline::run(&client, command).await,
+        Command::Dag(command) => cmd::dag::run(command).await,
     }
 }
 

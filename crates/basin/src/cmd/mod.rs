@@ -1,6 +1,7 @@
 //! The `basin` subcommands, one module each.
 
 pub mod consume;
+pub mod dag;
 pub mod gen;
 pub mod pipeline;
 pub mod produce;

@@ -1,0 +1,282 @@
+//! `basin dag list|show|test`: DAG files of a `dags/` folder (see
+//! `basin_flow::dag`), and one run of a DAG in the foreground. Shell tasks
+//! run through `basin_flow::shell`; SQL tasks through the batch engine on
+//! the data dir; pipeline tasks run their file in batch mode.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use basin_flow::dag::{load_dir, Dag, TaskKind};
+use basin_flow::run::{run_dag, Attempt, Executor, RunSpec, SystemClock};
+use basin_sql::{Engine, Output};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum DagCommand {
+    /// The DAGs of the folder: schedule, tasks, next run.
+    List(FolderArgs),
+    /// One DAG's tasks and dependencies.
+    Show(ShowArgs),
+    /// Run one DAG run in the foreground, for development.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FolderArgs {
+    /// Folder of DAG files (one DAG per .toml file).
+    #[arg(long, env = "BASIN_DAGS", default_value = "./dags")]
+    pub dags: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub dag: String,
+    #[command(flatten)]
+    pub folder: FolderArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    pub dag: String,
+    /// Run the data interval that ends last by this time (RFC 3339)
+    /// [default: now].
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Override a param: -p key=value (repeatable).
+    #[arg(short = 'p', long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Tasks running at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Folder holding the catalog and the lake (SQL and pipeline tasks)
+    /// and task logs.
+    #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
+    pub data_dir: PathBuf,
+}
+
+fn parse_param(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not key=value"))
+}
+
+pub async fn run(command: DagCommand) -> Result<()> {
+    match command {
+        DagCommand::List(args) => list(&args.dags),
+        DagCommand::Show(args) => show(&find(&args.folder.dags, &args.dag)?),
+        DagCommand::Test(args) => test(args).await,
+    }
+}
+
+fn load(dir: &Path) -> Result<Vec<Dag>> {
+    load_dir(dir).with_context(|| format!("loading DAGs from {}", dir.display()))
+}
+
+fn find(dir: &Path, id: &str) -> Result<Dag> {
+    let dags = load(dir)?;
+    let names: Vec<String> = dags.iter().map(|d| d.id.clone()).collect();
+    match dags.into_iter().find(|d| d.id == id) {
+        Some(d) => Ok(d),
+        None => bail!(
+            "no DAG '{id}' in {} (there: {})",
+            dir.display(),
+            names.join(", ")
+        ),
+    }
+}
+
+fn list(dir: &Path) -> Result<()> {
+    let dags = load(dir)?;
+    println!(
+        "{:<24} {:<24} {:>5}  {:<26} DESCRIPTION",
+        "DAG", "SCHEDULE", "TASKS", "NEXT RUN (UTC)"
+    );
+    for d in &dags {
+        let (schedule, next) = match &d.schedule {
+            Some(s) => (
+                format!("{} {}", s.expression, s.tz),
+                s.next_tick(Utc::now())
+                    .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+            ),
+            None => ("manual".into(), "-".into()),
+        };
+        println!(
+            "{:<24} {:<24} {:>5}  {:<26} {}",
+            d.id,
+            schedule,
+            d.tasks.len(),
+            next,
+            d.description
+        );
+    }
+    Ok(())
+}
+
+fn show(dag: &Dag) -> Result<()> {
+    println!("DAG {} ({})", dag.id, dag.file.display());
+    if !dag.description.is_empty() {
+        println!("  {}", dag.description);
+    }
+    if let Some(s) = &dag.schedule {
+        println!(
+            "  schedule {} in {}, catchup {}",
+            s.expression, s.tz, dag.catchup
+        );
+    }
+    println!();
+    for t in &dag.tasks {
+        let upstream = if t.depends_on.is_empty() {
+            "(start)".to_string()
+        } else {
+            t.depends_on.join(", ")
+        };
+        println!(
+            "  {upstream} ──► {} [{}, {:?}, retries {}]",
+            t.id,
+            t.kind.name(),
+            t.trigger_rule,
+            t.retry.retries
+        );
+    }
+    Ok(())
+}
+
+async fn test(args: TestArgs) -> Result<()> {
+    let dag = find(&args.folder.dags, &args.dag)?;
+    let at = match &args.date {
+        Some(d) => DateTime::parse_from_rfc3339(d)
+            .with_context(|| format!("--date '{d}' is not an RFC 3339 time"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let interval = dag.schedule.as_ref().and_then(|s| s.latest_ending_by(at));
+    let spec = RunSpec {
+        run_id: format!("test__{}", at.format("%Y-%m-%dT%H:%M:%S")),
+        interval,
+        params: args.params.iter().cloned().collect::<BTreeMap<_, _>>(),
+        concurrency: args.concurrency,
+    };
+    if let Some(i) = interval {
+        eprintln!("data interval {} .. {}", i.start, i.end);
+    }
+    let executor = Arc::new(BinExecutor {
+        data_dir: args.data_dir.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let dag = Arc::new(dag);
+    let report = {
+        let dag = dag.clone();
+        tokio::task::spawn_blocking(move || run_dag(&dag, &spec, executor.as_ref(), &SystemClock))
+            .await?
+    };
+    for t in &report.tasks {
+        let detail = match (&t.error, &t.output) {
+            (Some(e), _) => format!("  error: {e}"),
+            (None, Some(o)) if !o.is_empty() => {
+                format!("  output: {}", o.lines().next().unwrap_or(""))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<24} {:<16} attempts {}  {:.1}s{detail}",
+            t.id,
+            t.state.name(),
+            t.attempts,
+            t.duration.as_secs_f64()
+        );
+    }
+    if !report.succeeded() {
+        bail!("DAG {} run {} failed", dag.id, report.run_id);
+    }
+    Ok(())
+}
+
+/// Runs task attempts for `basin dag test` (and, later, the workers).
+struct BinExecutor {
+    data_dir: PathBuf,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Executor for BinExecutor {
+    fn execute(&self, a: &Attempt) -> std::result::Result<String, String> {
+        match a.task.kind {
+            TaskKind::Shell => {
+                basin_flow::shell::run_shell(a, Some(&self.data_dir.join("dag-logs")))
+            }
+            TaskKind::Sql => self.runtime.block_on(self.sql(a)),
+            TaskKind::Pipeline => self.runtime.block_on(self.pipeline(a)),
+            other => Err(format!("{} tasks are not supported yet", other.name())),
+        }
+    }
+}
+
+impl BinExecutor {
+    /// The statement (`sql`) or file (`file`); its output is the value of
+    /// a one-cell result, or what the last statement did.
+    async fn sql(&self, a: &Attempt<'_>) -> std::result::Result<String, String> {
+        let text = match (a.fields.get("sql"), a.fields.get("file")) {
+            (Some(sql), _) => sql.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
+            (None, None) => return Err("a sql task needs sql or file".into()),
+        };
+        let engine = Engine::open(&self.data_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        let outputs = engine.execute(&text).await.map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for output in outputs {
+            last = match output {
+                Output::Message(m) => m,
+                Output::Rows(df) => one_cell(df).await?,
+            };
+        }
+        Ok(last)
+    }
+
+    /// A pipeline file in batch mode.
+    async fn pipeline(&self, a: &Attempt<'_>) -> std::result::Result<String, String> {
+        use basin_stream::pipeline::{Mode, Pipeline, RunOptions};
+        let file = a.fields.get("file").ok_or("a pipeline task needs file")?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let options = RunOptions {
+            mode: Mode::Batch,
+            data_dir: self.data_dir.clone(),
+            name: a.task.id.clone(),
+            parallelism: 1,
+            checkpoint_interval: std::time::Duration::from_secs(10),
+            bounded: true,
+            reset: false,
+            discard: false,
+            stop: Default::default(),
+            state_ttl: None,
+        };
+        let pipeline = Pipeline::open(&text, &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let running = pipeline.start(&options).await.map_err(|e| e.to_string())?;
+        let summary = running.wait().await.map_err(|e| e.to_string())?;
+        Ok(format!("{} jobs", summary.jobs.len()))
+    }
+}
+
+/// A query's single value, or how many rows it gave.
+async fn one_cell(df: datafusion::prelude::DataFrame) -> std::result::Result<String, String> {
+    let batches = df.collect().await.map_err(|e| e.to_string())?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(b) if rows == 1 && b.num_columns() == 1 => {
+            let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                b.column(0).as_ref(),
+                &Default::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(formatter.value(0).to_string())
+        }
+        _ => Ok(format!("{rows} rows")),
+    }
+}

@@ -1,0 +1,151 @@
+//! `basin dag list|show|test` end to end: DAG files in a folder, a run of
+//! SQL and shell tasks with templates and task outputs, and clear errors
+//! for invalid files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::run_basin;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+const DAG: &str = r#"
+description = "Counts of a test table"
+schedule = "0 0 * * *"
+timezone = "UTC"
+
+[params]
+label = "base"
+
+[tasks.create]
+kind = "sql"
+sql = "CREATE TABLE IF NOT EXISTS lake.runs (day VARCHAR, label VARCHAR)"
+
+[tasks.insert]
+kind = "sql"
+depends_on = ["create"]
+sql = "INSERT INTO lake.runs VALUES ('{{ ds }}', '{{ params.label }}')"
+
+[tasks.count]
+kind = "sql"
+depends_on = ["insert"]
+sql = "SELECT count(*) FROM lake.runs WHERE day = '{{ ds }}'"
+
+[tasks.report]
+kind = "shell"
+depends_on = ["count"]
+command = "echo '{{ ds }} {{ outputs.count }} {{ params.label }}' > {{ params.out }}"
+
+[tasks.on_failure]
+kind = "shell"
+depends_on = ["report"]
+trigger_rule = "one_failed"
+command = "echo failed"
+"#;
+
+#[test]
+fn dag_test_runs_sql_and_shell_tasks_with_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(dags.join("counts.toml"), DAG).unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("report.txt");
+    let dags_arg = dags.to_str().unwrap();
+    let list = run_basin("", &["dag", "list", "--dags", dags_arg], None, LIMIT);
+    assert!(list.success, "{}", list.stderr);
+    assert!(
+        list.stdout.contains("counts") && list.stdout.contains("0 0 * * * UTC"),
+        "{}",
+        list.stdout
+    );
+    let show = run_basin(
+        "",
+        &["dag", "show", "counts", "--dags", dags_arg],
+        None,
+        LIMIT,
+    );
+    assert!(show.stdout.contains("insert ──► count"), "{}", show.stdout);
+    for _ in 0..2 {
+        let test = run_basin(
+            "",
+            &[
+                "dag",
+                "test",
+                "counts",
+                "--dags",
+                dags_arg,
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--date",
+                "2026-03-05T12:00:00Z",
+                "-p",
+                &format!("out={}", out.display()),
+                "-p",
+                "label=override",
+            ],
+            None,
+            LIMIT,
+        );
+        assert!(test.success, "{}\n{}", test.stdout, test.stderr);
+        assert!(
+            test.stdout.contains("on_failure") && test.stdout.contains("skipped"),
+            "{}",
+            test.stdout
+        );
+    }
+    // Two runs of the same interval: the count task saw 1, then 2 rows.
+    let written = std::fs::read_to_string(&out).unwrap();
+    // The run at noon on 5 March covers the interval of 4 March.
+    assert_eq!(written.trim(), "2026-03-04 2 override");
+}
+
+#[test]
+fn a_failing_task_fails_the_run_and_invalid_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("broken.toml"),
+        "[tasks.a]\nkind = \"shell\"\ncommand = \"exit 3\"\n[tasks.b]\nkind = \"shell\"\ncommand = \"true\"\ndepends_on = [\"a\"]\n",
+    )
+    .unwrap();
+    let dags_arg = dags.to_str().unwrap();
+    let data = dir.path().join("data");
+    let test = run_basin(
+        "",
+        &[
+            "dag",
+            "test",
+            "broken",
+            "--dags",
+            dags_arg,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+        LIMIT,
+    );
+    assert!(!test.success);
+    assert!(
+        test.stdout.contains("exited with status 3"),
+        "{}",
+        test.stdout
+    );
+    assert!(test.stdout.contains("upstream_failed"), "{}", test.stdout);
+
+    std::fs::write(
+        dags.join("typo.toml"),
+        "[tasks.a]\nkind = \"shell\"\ncommand = \"true\"\ndepends_on = [\"nope\"]\n",
+    )
+    .unwrap();
+    let list = run_basin("", &["dag", "list", "--dags", dags_arg], None, LIMIT);
+    assert!(!list.success);
+    assert!(
+        list.stderr
+            .contains("typo.toml:4: task 'a': depends_on 'nope'"),
+        "{}",
+        list.stderr
+    );
+}
