@@ -6,6 +6,8 @@
 //! templating ([`template`]), and a runner that executes one DAG run
 //! ([`run`]) through an [`run::Executor`] (shell commands are built in;
 //! SQL and pipeline tasks are run by the binary, which has the engines).
+//! State lives in SQLite ([`store`]); the [`scheduler`] queues runs as
+//! their data intervals end and runs them, resuming after a crash.
 //! It does not depend on DataFusion.
 
 pub mod dag;
@@ -14,7 +16,9 @@ pub mod retry;
 pub mod rules;
 pub mod run;
 pub mod schedule;
+pub mod scheduler;
 pub mod shell;
+pub mod store;
 pub mod template;
 
 pub use error::{FlowError, Result};

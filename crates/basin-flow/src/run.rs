@@ -102,14 +102,32 @@ pub struct RunSpec {
     pub params: BTreeMap<String, String>,
     /// Tasks running at once.
     pub concurrency: usize,
+    /// Tasks of this run that finished before (a resumed run): kept as
+    /// they are, not run again.
+    pub finished: BTreeMap<String, TaskReport>,
 }
 
 /// Run `dag` once.
 pub fn run_dag(dag: &Dag, spec: &RunSpec, executor: &dyn Executor, clock: &dyn Clock) -> RunReport {
+    run_dag_with(dag, spec, executor, clock, &|_| {})
+}
+
+/// Run `dag` once, telling `on_finish` about each task as it finishes
+/// (the scheduler records it before anything downstream starts).
+pub fn run_dag_with(
+    dag: &Dag,
+    spec: &RunSpec,
+    executor: &dyn Executor,
+    clock: &dyn Clock,
+    on_finish: &(dyn Fn(&TaskReport) + Sync),
+) -> RunReport {
     let mut reports: BTreeMap<String, TaskReport> = dag
         .tasks
         .iter()
-        .map(|t| (t.id.clone(), pending(&t.id)))
+        .map(|t| {
+            let report = spec.finished.get(&t.id).cloned();
+            (t.id.clone(), report.unwrap_or_else(|| pending(&t.id)))
+        })
         .collect();
     let (done_tx, done_rx) = mpsc::channel::<TaskReport>();
     std::thread::scope(|scope| {
@@ -124,7 +142,9 @@ pub fn run_dag(dag: &Dag, spec: &RunSpec, executor: &dyn Executor, clock: &dyn C
                 match task.trigger_rule.decide(&upstream) {
                     Decision::Wait => {}
                     Decision::Finish(state) => {
-                        reports.get_mut(&task.id).expect("task").state = state
+                        let report = reports.get_mut(&task.id).expect("task");
+                        report.state = state;
+                        on_finish(report);
                     }
                     Decision::Run if running < spec.concurrency.max(1) => {
                         let vars = vars_for(dag, spec, task, &reports);
@@ -143,6 +163,7 @@ pub fn run_dag(dag: &Dag, spec: &RunSpec, executor: &dyn Executor, clock: &dyn C
             }
             let Ok(report) = done_rx.recv() else { break };
             running -= 1;
+            on_finish(&report);
             tracing::info!(dag = %dag.id, task = %report.id, state = report.state.name(), attempts = report.attempts, "task finished");
             reports.insert(report.id.clone(), report);
         }

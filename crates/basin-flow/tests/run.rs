@@ -68,6 +68,7 @@ fn spec(concurrency: usize) -> RunSpec {
         interval: None,
         params: BTreeMap::new(),
         concurrency,
+        finished: BTreeMap::new(),
     }
 }
 

@@ -160,6 +160,7 @@ async fn test(args: TestArgs) -> Result<()> {
         interval,
         params: args.params.iter().cloned().collect::<BTreeMap<_, _>>(),
         concurrency: args.concurrency,
+        finished: BTreeMap::new(),
     };
     if let Some(i) = interval {
         eprintln!("data interval {} .. {}", i.start, i.end);

@@ -1,0 +1,221 @@
+//! The scheduler: on each tick it reads the DAG folder, queues a run for
+//! every data interval that has ended (all since the last one with catchup,
+//! else the latest), and starts queued runs (scheduled, manual, backfill)
+//! up to each DAG's `max_active_runs`, each on its own thread with the local
+//! executor. Runs left `running` by a scheduler that died are resumed:
+//! tasks recorded as finished keep their state and are not run again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::dag::{load_file, Dag};
+use crate::error::Result;
+use crate::run::{run_dag_with, Clock, Executor, RunSpec};
+use crate::schedule::Interval;
+use crate::store::{RunRow, Store};
+
+/// The run id of a scheduled or backfilled interval.
+pub fn interval_run_id(kind: &str, interval: &Interval) -> String {
+    format!(
+        "{kind}__{}",
+        interval
+            .end
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// Schedules and runs the DAGs of one folder.
+pub struct Scheduler {
+    dags_dir: PathBuf,
+    db: PathBuf,
+    executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
+    /// Tasks running at once within a run.
+    pub concurrency: usize,
+    running: HashMap<(String, String), JoinHandle<()>>,
+}
+
+impl Scheduler {
+    pub fn new(
+        dags_dir: &Path,
+        db: &Path,
+        executor: Arc<dyn Executor>,
+        clock: Arc<dyn Clock>,
+    ) -> Scheduler {
+        Scheduler {
+            dags_dir: dags_dir.to_path_buf(),
+            db: db.to_path_buf(),
+            executor,
+            clock,
+            concurrency: 4,
+            running: HashMap::new(),
+        }
+    }
+
+    /// One pass: queue due runs and start what may start.
+    pub fn tick(&mut self) -> Result<()> {
+        self.running.retain(|_, h| !h.is_finished());
+        let dags = self.load();
+        let store = Store::open(&self.db)?;
+        let now = self.clock.now();
+        for dag in dags.values() {
+            queue_due(&store, dag, now)?;
+        }
+        for run in store.unfinished_runs()? {
+            self.maybe_start(&store, &dags, run)?;
+        }
+        Ok(())
+    }
+
+    /// Tick every `every` until `stop` is set.
+    pub fn run(&mut self, every: Duration, stop: &std::sync::atomic::AtomicBool) {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.tick() {
+                tracing::error!(error = %e, "scheduler tick failed");
+            }
+            std::thread::sleep(every);
+        }
+    }
+
+    /// Wait for the runs this scheduler started.
+    pub fn wait_idle(&mut self) {
+        for (_, h) in self.running.drain() {
+            let _ = h.join();
+        }
+    }
+
+    /// The valid DAGs of the folder, by id; invalid files are logged.
+    fn load(&self) -> HashMap<String, Arc<Dag>> {
+        let mut out = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.dags_dir) else {
+            tracing::warn!(dir = %self.dags_dir.display(), "no DAG folder");
+            return out;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            match load_file(&path) {
+                Ok(dag) => {
+                    out.insert(dag.id.clone(), Arc::new(dag));
+                }
+                Err(e) => tracing::warn!(error = %e, "DAG file skipped"),
+            }
+        }
+        out
+    }
+
+    fn maybe_start(
+        &mut self,
+        store: &Store,
+        dags: &HashMap<String, Arc<Dag>>,
+        run: RunRow,
+    ) -> Result<()> {
+        let key = (run.dag.clone(), run.run_id.clone());
+        if self.running.contains_key(&key) {
+            return Ok(());
+        }
+        let Some(dag) = dags.get(&run.dag) else {
+            tracing::warn!(dag = %run.dag, run = %run.run_id, "no such DAG any more: run failed");
+            return store.set_run_state(&run.dag, &run.run_id, "failed");
+        };
+        let active = self.running.keys().filter(|(d, _)| *d == run.dag).count();
+        if active >= dag.max_active_runs {
+            return Ok(());
+        }
+        store.set_run_state(&run.dag, &run.run_id, "running")?;
+        let handle = self.spawn_run(dag.clone(), run);
+        self.running.insert(key, handle);
+        Ok(())
+    }
+
+    fn spawn_run(&self, dag: Arc<Dag>, run: RunRow) -> JoinHandle<()> {
+        let db = self.db.clone();
+        let executor = self.executor.clone();
+        let clock = self.clock.clone();
+        let concurrency = self.concurrency;
+        std::thread::spawn(move || {
+            if let Err(e) = execute_run(
+                &db,
+                &dag,
+                &run,
+                executor.as_ref(),
+                clock.as_ref(),
+                concurrency,
+            ) {
+                tracing::error!(dag = %dag.id, run = %run.run_id, error = %e, "run failed to record");
+            }
+        })
+    }
+}
+
+/// Queue the runs of `dag` due at `now`.
+fn queue_due(store: &Store, dag: &Dag, now: DateTime<Utc>) -> Result<()> {
+    let Some(schedule) = &dag.schedule else {
+        return Ok(());
+    };
+    if store.paused(&dag.id)? {
+        return Ok(());
+    }
+    let last = store.last_scheduled_end(&dag.id)?;
+    for interval in schedule.due(now, last, dag.catchup) {
+        let run = RunRow {
+            dag: dag.id.clone(),
+            run_id: interval_run_id("scheduled", &interval),
+            kind: "scheduled".into(),
+            interval: Some(interval),
+            params: Default::default(),
+            state: "queued".into(),
+        };
+        if store.create_run(&run)? {
+            tracing::info!(dag = %dag.id, run = %run.run_id, "run queued");
+        }
+    }
+    Ok(())
+}
+
+/// Run (or resume) one run, recording each task as it ends.
+fn execute_run(
+    db: &Path,
+    dag: &Dag,
+    run: &RunRow,
+    executor: &dyn Executor,
+    clock: &dyn Clock,
+    concurrency: usize,
+) -> Result<()> {
+    let store = Mutex::new(Store::open(db)?);
+    let finished = store
+        .lock()
+        .expect("lock")
+        .finished_tasks(&dag.id, &run.run_id)?;
+    if !finished.is_empty() {
+        tracing::info!(dag = %dag.id, run = %run.run_id, done = finished.len(), "resuming run");
+    }
+    let spec = RunSpec {
+        run_id: run.run_id.clone(),
+        interval: run.interval,
+        params: run.params.clone(),
+        concurrency,
+        finished,
+    };
+    let record = |t: &crate::run::TaskReport| {
+        let store = store.lock().expect("lock");
+        if let Err(e) = store.record_task(&dag.id, &run.run_id, t) {
+            tracing::error!(dag = %dag.id, task = %t.id, error = %e, "cannot record task");
+        }
+    };
+    let report = run_dag_with(dag, &spec, executor, clock, &record);
+    let state = if report.succeeded() {
+        "success"
+    } else {
+        "failed"
+    };
+    tracing::info!(dag = %dag.id, run = %run.run_id, state, "run finished");
+    let store = store.lock().expect("lock");
+    store.set_run_state(&dag.id, &run.run_id, state)
+}

@@ -1,0 +1,95 @@
+//! The scheduler on an injected clock: catchup queues every missed
+//! interval, max_active_runs bounds runs at once, each interval runs once,
+//! and the next interval is queued when it ends; paused DAGs wait.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use basin_flow::run::{Attempt, Clock, Executor};
+use basin_flow::scheduler::Scheduler;
+use basin_flow::store::Store;
+use chrono::{DateTime, Utc};
+
+struct SetClock(Mutex<DateTime<Utc>>);
+
+impl Clock for SetClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+    fn sleep(&self, _d: Duration) {}
+    fn jitter(&self) -> f64 {
+        0.5
+    }
+}
+
+struct Shell;
+
+impl Executor for Shell {
+    fn execute(&self, a: &Attempt) -> Result<String, String> {
+        basin_flow::shell::run_shell(a, None)
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    let mut l: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    l.sort();
+    l
+}
+
+#[test]
+fn scheduled_intervals_each_run_once_within_max_active_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let log = dir.path().join("ran.txt");
+    std::fs::write(
+        dags.join("hourly.toml"),
+        format!(
+            "schedule = \"0 * * * *\"\nstart = \"2026-01-01T00:00:00Z\"\ncatchup = true\nmax_active_runs = 2\n\
+             [tasks.mark]\nkind = \"shell\"\ncommand = \"echo {{{{ data_interval_start }}}} >> {}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("flow.db");
+    let clock = Arc::new(SetClock(Mutex::new(at("2026-01-01T05:30:00Z"))));
+    let mut scheduler = Scheduler::new(&dags, &db, Arc::new(Shell), clock.clone());
+    scheduler.tick().unwrap();
+    let store = Store::open(&db).unwrap();
+    let runs = store.runs("hourly", 100).unwrap();
+    assert_eq!(runs.len(), 5, "five hours have ended since the start");
+    let running = runs.iter().filter(|r| r.state == "running").count();
+    assert_eq!(running, 2, "max_active_runs");
+    for _ in 0..5 {
+        scheduler.wait_idle();
+        scheduler.tick().unwrap();
+    }
+    scheduler.wait_idle();
+    let ran = lines(&log);
+    assert_eq!(ran.len(), 5, "{ran:?}");
+    assert_eq!(ran[0], "2026-01-01T00:00:00Z");
+    assert!(store
+        .runs("hourly", 100)
+        .unwrap()
+        .iter()
+        .all(|r| r.state == "success"));
+
+    // Paused: the next hour waits; unpaused, it runs.
+    store.set_paused("hourly", true).unwrap();
+    *clock.0.lock().unwrap() = at("2026-01-01T06:00:01Z");
+    scheduler.tick().unwrap();
+    assert_eq!(store.runs("hourly", 100).unwrap().len(), 5);
+    store.set_paused("hourly", false).unwrap();
+    scheduler.tick().unwrap();
+    scheduler.wait_idle();
+    assert_eq!(lines(&log).len(), 6);
+}
