@@ -149,3 +149,81 @@ fn a_failing_task_fails_the_run_and_invalid_files_are_named() {
         list.stderr
     );
 }
+
+/// The scheduler is killed with SIGKILL while a run's second task runs;
+/// restarted, it resumes the run without running the first task again.
+#[test]
+fn a_killed_scheduler_resumes_runs_without_rerunning_finished_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let counter = dir.path().join("counter.txt");
+    let marker = dir.path().join("started");
+    let allow = dir.path().join("allow");
+    std::fs::write(
+        dags.join("resume.toml"),
+        format!(
+            "[tasks.first]\nkind = \"shell\"\ncommand = \"echo first >> {c}\"\n\
+             [tasks.second]\nkind = \"shell\"\ndepends_on = [\"first\"]\n\
+             command = \"touch {m}; if [ ! -f {a} ]; then sleep 30; exit 1; fi; echo second >> {c}\"\n",
+            c = counter.display(),
+            m = marker.display(),
+            a = allow.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let state = |cmd: &str| -> Vec<String> {
+        vec![
+            "dag".into(),
+            cmd.into(),
+            "resume".into(),
+            "--dags".into(),
+            dags.to_str().unwrap().into(),
+            "--data-dir".into(),
+            data.to_str().unwrap().into(),
+        ]
+    };
+    let trigger = state("trigger");
+    let trigger: Vec<&str> = trigger.iter().map(String::as_str).collect();
+    assert!(run_basin("", &trigger, None, LIMIT).success);
+    let scheduler = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+            .args(["dag", "scheduler", "--tick", "100ms", "--dags"])
+            .arg(&dags)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = scheduler();
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second task never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    std::fs::write(&allow, "").unwrap();
+    let mut second = scheduler();
+    let runs = state("runs");
+    let runs: Vec<&str> = runs.iter().map(String::as_str).collect();
+    loop {
+        let out = run_basin("", &runs, None, LIMIT);
+        let done = |l: &&str| l.contains("manual__") && l.contains(" success ");
+        if out.stdout.lines().any(|l| done(&l)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", out.stdout);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let ran = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(ran.lines().collect::<Vec<_>>(), ["first", "second"]);
+}

@@ -10,9 +10,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use basin_flow::dag::{load_dir, Dag, TaskKind};
 use basin_flow::run::{run_dag, Attempt, Executor, RunSpec, SystemClock};
+use basin_flow::scheduler::{interval_run_id, Scheduler};
+use basin_flow::store::{RunRow, Store};
 use basin_sql::{Engine, Output};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Subcommand)]
 pub enum DagCommand {
@@ -22,6 +25,73 @@ pub enum DagCommand {
     Show(ShowArgs),
     /// Run one DAG run in the foreground, for development.
     Test(TestArgs),
+    /// Run the scheduler and a local worker in the foreground: queue runs
+    /// as data intervals end, run queued runs, resume after a crash.
+    Scheduler(SchedulerArgs),
+    /// Queue a manual run (the scheduler runs it).
+    Trigger(TriggerArgs),
+    /// Queue a run for every data interval from --from to --to.
+    Backfill(BackfillArgs),
+    /// Stop scheduling new runs of a DAG.
+    Pause(StateArgs),
+    /// Schedule a paused DAG again.
+    Unpause(StateArgs),
+    /// Recent runs of a DAG as a grid of task states.
+    Runs(RunsArgs),
+}
+
+/// The DAG folder and the data dir holding the orchestrator's state.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    pub dag: String,
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
+    pub data_dir: PathBuf,
+    /// Time between scheduler passes.
+    #[arg(long, value_parser = crate::cmd::gen::parse_duration, default_value = "2s")]
+    pub tick: std::time::Duration,
+    /// Tasks running at once within a run.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Override a param: -p key=value (repeatable).
+    #[arg(short = 'p', long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// First interval starts at or after this time (RFC 3339).
+    #[arg(long)]
+    pub from: String,
+    /// Last interval ends by this time (RFC 3339).
+    #[arg(long)]
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Runs shown, newest first.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +140,139 @@ pub async fn run(command: DagCommand) -> Result<()> {
         DagCommand::List(args) => list(&args.dags),
         DagCommand::Show(args) => show(&find(&args.folder.dags, &args.dag)?),
         DagCommand::Test(args) => test(args).await,
+        DagCommand::Scheduler(args) => scheduler(args).await,
+        DagCommand::Trigger(args) => trigger(args),
+        DagCommand::Backfill(args) => backfill(args),
+        DagCommand::Pause(args) => set_paused(args, true),
+        DagCommand::Unpause(args) => set_paused(args, false),
+        DagCommand::Runs(args) => runs(args),
     }
+}
+
+fn store(data_dir: &Path) -> Result<Store> {
+    Ok(Store::open(&data_dir.join("flow.db"))?)
+}
+
+async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    let executor = Arc::new(BinExecutor {
+        data_dir: args.data_dir.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let db = args.data_dir.join("flow.db");
+    let mut scheduler = Scheduler::new(&args.folder.dags, &db, executor, Arc::new(SystemClock));
+    scheduler.concurrency = args.concurrency;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    eprintln!(
+        "scheduling the DAGs of {} (state in {}); Ctrl-C stops",
+        args.folder.dags.display(),
+        db.display()
+    );
+    let tick = args.tick;
+    tokio::task::spawn_blocking(move || {
+        scheduler.run(tick, &stop);
+        scheduler.wait_idle();
+    })
+    .await?;
+    Ok(())
+}
+
+fn trigger(args: TriggerArgs) -> Result<()> {
+    let dag = find(&args.state.folder.dags, &args.state.dag)?;
+    let now = Utc::now();
+    let run = RunRow {
+        dag: dag.id.clone(),
+        run_id: format!("manual__{}", now.format("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        kind: "manual".into(),
+        interval: dag.schedule.as_ref().and_then(|s| s.latest_ending_by(now)),
+        params: args.params.into_iter().collect(),
+        state: "queued".into(),
+    };
+    store(&args.state.data_dir)?.create_run(&run)?;
+    println!("queued {} {}", dag.id, run.run_id);
+    Ok(())
+}
+
+fn backfill(args: BackfillArgs) -> Result<()> {
+    let dag = find(&args.state.folder.dags, &args.state.dag)?;
+    let Some(schedule) = &dag.schedule else {
+        bail!(
+            "DAG {} has no schedule, so no data intervals to backfill",
+            dag.id
+        );
+    };
+    let time = |s: &str, flag: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .with_context(|| format!("{flag} '{s}' is not an RFC 3339 time"))
+    };
+    let (from, to) = (time(&args.from, "--from")?, time(&args.to, "--to")?);
+    let store = store(&args.state.data_dir)?;
+    let mut queued = 0;
+    for interval in schedule.intervals(from, to) {
+        let run = RunRow {
+            dag: dag.id.clone(),
+            run_id: interval_run_id("backfill", &interval),
+            kind: "backfill".into(),
+            interval: Some(interval),
+            params: Default::default(),
+            state: "queued".into(),
+        };
+        queued += usize::from(store.create_run(&run)?);
+    }
+    println!(
+        "queued {queued} backfill run(s) of {} from {from} to {to}",
+        dag.id
+    );
+    Ok(())
+}
+
+fn set_paused(args: StateArgs, paused: bool) -> Result<()> {
+    let dag = find(&args.folder.dags, &args.dag)?;
+    store(&args.data_dir)?.set_paused(&dag.id, paused)?;
+    println!("{} {}", dag.id, if paused { "paused" } else { "unpaused" });
+    Ok(())
+}
+
+/// Tasks down, runs across (newest on the right): one letter per state.
+fn runs(args: RunsArgs) -> Result<()> {
+    let dag = find(&args.state.folder.dags, &args.state.dag)?;
+    let store = store(&args.state.data_dir)?;
+    let mut runs = store.runs(&dag.id, args.limit)?;
+    runs.reverse();
+    for (i, r) in runs.iter().enumerate() {
+        let interval = r
+            .interval
+            .map_or("-".to_string(), |i| format!("{} .. {}", i.start, i.end));
+        println!("{:>3}  {:<10} {:<40} {interval}", i + 1, r.state, r.run_id);
+    }
+    println!();
+    let header: String = (1..=runs.len())
+        .map(|i| format!("{:>3}", i % 1000))
+        .collect();
+    println!("{:<24}{header}", "task");
+    for t in &dag.tasks {
+        let mut line = format!("{:<24}", t.id);
+        for r in &runs {
+            let finished = store.finished_tasks(&dag.id, &r.run_id)?;
+            let mark = match finished.get(&t.id).map(|f| f.state.name()) {
+                Some("success") => "S",
+                Some("failed") => "F",
+                Some("upstream_failed") => "U",
+                Some("skipped") => "-",
+                _ if r.state == "running" => "r",
+                _ => ".",
+            };
+            line.push_str(&format!("{mark:>3}"));
+        }
+        println!("{line}");
+    }
+    println!("\nS success  F failed  U upstream_failed  - skipped  r running  . not run");
+    Ok(())
 }
 
 fn load(dir: &Path) -> Result<Vec<Dag>> {
