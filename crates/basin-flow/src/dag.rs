@@ -48,7 +48,9 @@ pub enum TaskKind {
     Shell,
     /// Train a model (needs the ML crate).
     Train,
-    /// Wait for a condition (`path` exists).
+    /// Wait until `path` exists (a file, or a lake partition's folder),
+    /// checking every `poke_interval`, for at most `timeout`; a waiting
+    /// sensor does not take one of the run's task slots.
     Sensor,
     /// Start another DAG (`dag`).
     Trigger,
@@ -163,6 +165,7 @@ struct TaskFile {
     path: Option<String>,
     dag: Option<String>,
     mode: Option<String>,
+    poke_interval: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -343,6 +346,7 @@ fn task_of(id: &str, def: &Spanned<TaskFile>, loc: &Located) -> Result<Task> {
         ("path", &t.path),
         ("dag", &t.dag),
         ("mode", &t.mode),
+        ("poke_interval", &t.poke_interval),
     ] {
         if let Some(v) = value {
             fields.insert(name.to_string(), v.clone());

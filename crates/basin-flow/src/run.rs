@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::dag::{Dag, Task};
+use crate::dag::{Dag, Task, TaskKind};
 use crate::rules::{Decision, TaskState};
 use crate::schedule::Interval;
 use crate::template::{render, Vars};
@@ -146,10 +146,10 @@ pub fn run_dag_with(
                         report.state = state;
                         on_finish(report);
                     }
-                    Decision::Run if running < spec.concurrency.max(1) => {
+                    Decision::Run if is_sensor(task) || running < spec.concurrency.max(1) => {
                         let vars = vars_for(dag, spec, task, &reports);
                         reports.get_mut(&task.id).expect("task").state = TaskState::Running;
-                        running += 1;
+                        running += usize::from(!is_sensor(task));
                         let tx = done_tx.clone();
                         scope.spawn(move || {
                             let _ = tx.send(run_task(dag, spec, task, &vars, executor, clock));
@@ -162,7 +162,9 @@ pub fn run_dag_with(
                 break;
             }
             let Ok(report) = done_rx.recv() else { break };
-            running -= 1;
+            if dag.task(&report.id).is_some_and(|t| !is_sensor(t)) {
+                running -= 1;
+            }
             on_finish(&report);
             tracing::info!(dag = %dag.id, task = %report.id, state = report.state.name(), attempts = report.attempts, "task finished");
             reports.insert(report.id.clone(), report);
@@ -220,6 +222,38 @@ fn vars_for(
     vars
 }
 
+fn is_sensor(task: &Task) -> bool {
+    task.kind == TaskKind::Sensor
+}
+
+/// A sensor: poke until its path exists or its timeout (default 1 h)
+/// passes, sleeping on the clock in between.
+fn run_sensor(
+    task: &Task,
+    fields: &BTreeMap<String, String>,
+    clock: &dyn Clock,
+) -> Result<String, String> {
+    let path = fields.get("path").ok_or("a sensor needs path")?;
+    let poke = fields
+        .get("poke_interval")
+        .map(|p| crate::dag::parse_duration(p))
+        .transpose()
+        .map_err(|e| format!("poke_interval: {e}"))?
+        .unwrap_or(Duration::from_secs(30));
+    let timeout = task.timeout.unwrap_or(Duration::from_secs(3600));
+    let mut waited = Duration::ZERO;
+    loop {
+        if std::path::Path::new(path).exists() {
+            return Ok(path.clone());
+        }
+        if waited >= timeout {
+            return Err(format!("sensor: {path} did not appear within {timeout:?}"));
+        }
+        clock.sleep(poke);
+        waited += poke;
+    }
+}
+
 /// Every attempt of one task, with backoff between them.
 fn run_task(
     dag: &Dag,
@@ -252,7 +286,12 @@ fn run_task(
             number,
             interval: spec.interval,
         };
-        match executor.execute(&attempt) {
+        let outcome = if is_sensor(task) {
+            run_sensor(task, &attempt.fields, clock)
+        } else {
+            executor.execute(&attempt)
+        };
+        match outcome {
             Ok(output) => {
                 report.state = TaskState::Success;
                 report.output = Some(output);

@@ -75,9 +75,13 @@ fn wait(cmd: &mut Command, timeout: Option<Duration>) -> Result<(), String> {
 }
 
 fn log_path(dir: &Path, a: &Attempt) -> PathBuf {
-    dir.join(a.dag)
-        .join(a.run_id.replace([':', '/'], "_"))
-        .join(format!("{}.{}.log", a.task.id, a.number))
+    log_dir(dir, a.dag, a.run_id).join(format!("{}.{}.log", a.task.id, a.number))
+}
+
+/// The folder of a run's task logs under `dir`: `<dag>/<run id>/`, and
+/// each attempt's log is `<task>.<attempt>.log` in it.
+pub fn log_dir(dir: &Path, dag: &str, run_id: &str) -> PathBuf {
+    dir.join(dag).join(run_id.replace([':', '/'], "_"))
 }
 
 fn tempfile_dir() -> Result<PathBuf, String> {

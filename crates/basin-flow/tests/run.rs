@@ -203,3 +203,52 @@ timeout = "300ms"
         slow.error
     );
 }
+
+/// A sensor waits for its path without taking the run's only task slot:
+/// the task that creates the path runs meanwhile. A sensor whose path never
+/// appears fails at its timeout.
+#[test]
+fn sensors_wait_without_holding_a_task_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("ready");
+    let text = format!(
+        r#"
+[tasks.wait]
+kind = "sensor"
+path = "{flag}"
+poke_interval = "50ms"
+timeout = "20s"
+[tasks.make]
+kind = "shell"
+command = "sleep 0.3; touch {flag}"
+[tasks.after]
+kind = "shell"
+command = "true"
+depends_on = ["wait"]
+[tasks.never]
+kind = "sensor"
+path = "{missing}"
+poke_interval = "50ms"
+timeout = "200ms"
+"#,
+        flag = flag.display(),
+        missing = dir.path().join("missing").display()
+    );
+    let dag = parse("sense", Path::new("sense.toml"), &text).unwrap();
+    struct Shell;
+    impl Executor for Shell {
+        fn execute(&self, a: &Attempt) -> Result<String, String> {
+            basin_flow::shell::run_shell(a, None)
+        }
+    }
+    let report = run_dag(&dag, &spec(1), &Shell, &basin_flow::run::SystemClock);
+    assert_eq!(report.task("wait").unwrap().state, TaskState::Success);
+    assert_eq!(report.task("after").unwrap().state, TaskState::Success);
+    let never = report.task("never").unwrap();
+    assert_eq!(never.state, TaskState::Failed);
+    assert!(
+        never.error.as_deref().unwrap().contains("did not appear"),
+        "{:?}",
+        never.error
+    );
+}

@@ -97,6 +97,26 @@ fn dag_test_runs_sql_and_shell_tasks_with_templates() {
     }
     // Two runs of the same interval: the count task saw 1, then 2 rows.
     let written = std::fs::read_to_string(&out).unwrap();
+    let logs = run_basin(
+        "",
+        &[
+            "dag",
+            "logs",
+            "counts",
+            "test__2026-03-05T12:00:00",
+            "count",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+        LIMIT,
+    );
+    assert!(logs.success, "{}", logs.stderr);
+    assert!(
+        logs.stdout.contains("WHERE day = '2026-03-04'") && logs.stdout.contains("-- success: 2"),
+        "{}",
+        logs.stdout
+    );
     // The run at noon on 5 March covers the interval of 4 March.
     assert_eq!(written.trim(), "2026-03-04 2 override");
 }

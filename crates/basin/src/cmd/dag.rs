@@ -38,6 +38,19 @@ pub enum DagCommand {
     Unpause(StateArgs),
     /// Recent runs of a DAG as a grid of task states.
     Runs(RunsArgs),
+    /// The log of a task attempt (the latest unless --attempt).
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub dag: String,
+    pub run_id: String,
+    pub task: String,
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
+    pub data_dir: PathBuf,
 }
 
 /// The DAG folder and the data dir holding the orchestrator's state.
@@ -146,7 +159,33 @@ pub async fn run(command: DagCommand) -> Result<()> {
         DagCommand::Pause(args) => set_paused(args, true),
         DagCommand::Unpause(args) => set_paused(args, false),
         DagCommand::Runs(args) => runs(args),
+        DagCommand::Logs(args) => logs(args),
     }
+}
+
+fn logs(args: LogsArgs) -> Result<()> {
+    let dir = basin_flow::shell::log_dir(&args.data_dir.join("dag-logs"), &args.dag, &args.run_id);
+    let attempt = match args.attempt {
+        Some(n) => n,
+        None => (1..=1000)
+            .take_while(|n| dir.join(format!("{}.{n}.log", args.task)).exists())
+            .last()
+            .with_context(|| {
+                format!(
+                    "no log of task {} in run {} of {} ({})",
+                    args.task,
+                    args.run_id,
+                    args.dag,
+                    dir.display()
+                )
+            })?,
+    };
+    let path = dir.join(format!("{}.{attempt}.log", args.task));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    eprintln!("{} attempt {attempt} ({})", args.task, path.display());
+    print!("{text}");
+    Ok(())
 }
 
 fn store(data_dir: &Path) -> Result<Store> {
@@ -411,10 +450,53 @@ impl Executor for BinExecutor {
             TaskKind::Shell => {
                 basin_flow::shell::run_shell(a, Some(&self.data_dir.join("dag-logs")))
             }
-            TaskKind::Sql => self.runtime.block_on(self.sql(a)),
-            TaskKind::Pipeline => self.runtime.block_on(self.pipeline(a)),
+            TaskKind::Sql => self.logged(a, self.runtime.block_on(self.sql(a))),
+            TaskKind::Pipeline => self.logged(a, self.runtime.block_on(self.pipeline(a))),
+            TaskKind::Trigger => self.logged(a, self.trigger(a)),
             other => Err(format!("{} tasks are not supported yet", other.name())),
         }
+    }
+}
+
+impl BinExecutor {
+    /// Write what the attempt ran and how it ended to its log.
+    fn logged(
+        &self,
+        a: &Attempt,
+        outcome: std::result::Result<String, String>,
+    ) -> std::result::Result<String, String> {
+        let dir = basin_flow::shell::log_dir(&self.data_dir.join("dag-logs"), a.dag, a.run_id);
+        let mut text: String = a
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+        match &outcome {
+            Ok(out) => text.push_str(&format!("-- success: {out}\n")),
+            Err(e) => text.push_str(&format!("-- failed: {e}\n")),
+        }
+        let path = dir.join(format!("{}.{}.log", a.task.id, a.number));
+        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write task log");
+        }
+        outcome
+    }
+
+    /// Queue a manual run of another DAG (the scheduler runs it).
+    fn trigger(&self, a: &Attempt) -> std::result::Result<String, String> {
+        let target = a.fields.get("dag").ok_or("a trigger task needs dag")?;
+        let run = RunRow {
+            dag: target.clone(),
+            run_id: format!("triggered__{}__{}", a.dag, a.run_id),
+            kind: "manual".into(),
+            interval: a.interval,
+            params: Default::default(),
+            state: "queued".into(),
+        };
+        let store = Store::open(&self.data_dir.join("flow.db")).map_err(|e| e.to_string())?;
+        store.create_run(&run).map_err(|e| e.to_string())?;
+        Ok(run.run_id)
     }
 }
 
