@@ -119,6 +119,8 @@ pub struct Dag {
     pub catchup: bool,
     pub max_active_runs: usize,
     pub params: BTreeMap<String, String>,
+    /// Datasets (`lake.<table>`) whose updates trigger a run.
+    pub on_update: Vec<String>,
     /// In dependency order (every task after its upstreams).
     pub tasks: Vec<Task>,
 }
@@ -150,6 +152,8 @@ struct DagFile {
     max_active_runs: Option<Spanned<i64>>,
     #[serde(default)]
     params: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    on_update: Vec<Spanned<String>>,
     #[serde(default)]
     tasks: BTreeMap<String, Spanned<TaskFile>>,
 }
@@ -266,6 +270,15 @@ pub fn parse(id: &str, file: &Path, text: &str) -> Result<Dag> {
     }
     check_dependencies(&raw, &loc)?;
     let tasks = in_dependency_order(tasks, &raw, &loc)?;
+    for d in &raw.on_update {
+        let name = d.get_ref();
+        if !name.starts_with("lake.") || name.len() <= 5 {
+            return Err(loc.spanned(
+                d,
+                format!("on_update: '{name}' is not a lake table (lake.<name>)"),
+            ));
+        }
+    }
     let params = raw
         .params
         .iter()
@@ -279,6 +292,7 @@ pub fn parse(id: &str, file: &Path, text: &str) -> Result<Dag> {
         catchup: raw.catchup,
         max_active_runs,
         params,
+        on_update: raw.on_update.iter().map(|d| d.get_ref().clone()).collect(),
         tasks,
     })
 }

@@ -29,12 +29,22 @@ pub fn interval_run_id(kind: &str, interval: &Interval) -> String {
     )
 }
 
+/// Where the current versions of datasets come from (the binary reads
+/// the lake's table metadata).
+pub trait Datasets: Send + Sync {
+    /// The version of `dataset` (e.g. `lake.trips`), `None` if it does not
+    /// exist.
+    fn version(&self, dataset: &str) -> Option<u64>;
+}
+
 /// Schedules and runs the DAGs of one folder.
 pub struct Scheduler {
     dags_dir: PathBuf,
     db: PathBuf,
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
+    /// For DAGs that run when a dataset is updated.
+    pub datasets: Option<Arc<dyn Datasets>>,
     /// Tasks running at once within a run.
     pub concurrency: usize,
     running: HashMap<(String, String), JoinHandle<()>>,
@@ -53,6 +63,7 @@ impl Scheduler {
             executor,
             clock,
             concurrency: 4,
+            datasets: None,
             running: HashMap::new(),
         }
     }
@@ -65,6 +76,9 @@ impl Scheduler {
         let now = self.clock.now();
         for dag in dags.values() {
             queue_due(&store, dag, now)?;
+            if let Some(datasets) = &self.datasets {
+                queue_updated(&store, dag, datasets.as_ref())?;
+            }
         }
         for run in store.unfinished_runs()? {
             self.maybe_start(&store, &dags, run)?;
@@ -175,6 +189,42 @@ fn queue_due(store: &Store, dag: &Dag, now: DateTime<Utc>) -> Result<()> {
         if store.create_run(&run)? {
             tracing::info!(dag = %dag.id, run = %run.run_id, "run queued");
         }
+    }
+    Ok(())
+}
+
+/// Queue a run of `dag` when a dataset it watches has a new version since
+/// the last one it reacted to (the first version it sees is only noted).
+fn queue_updated(store: &Store, dag: &Dag, datasets: &dyn Datasets) -> Result<()> {
+    if dag.on_update.is_empty() || store.paused(&dag.id)? {
+        return Ok(());
+    }
+    let mut updated = Vec::new();
+    for ds in &dag.on_update {
+        let Some(version) = datasets.version(ds) else {
+            continue;
+        };
+        let seen = store.seen_version(&dag.id, ds)?;
+        if seen.is_some_and(|s| version > s) {
+            updated.push(format!("{ds}@{version}"));
+        }
+        if seen != Some(version) {
+            store.set_seen_version(&dag.id, ds, version)?;
+        }
+    }
+    if updated.is_empty() {
+        return Ok(());
+    }
+    let run = RunRow {
+        dag: dag.id.clone(),
+        run_id: format!("dataset__{}", updated.join("+")),
+        kind: "dataset".into(),
+        interval: None,
+        params: Default::default(),
+        state: "queued".into(),
+    };
+    if store.create_run(&run)? {
+        tracing::info!(dag = %dag.id, run = %run.run_id, "run queued: dataset updated");
     }
     Ok(())
 }

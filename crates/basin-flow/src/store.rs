@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS dag_runs (
     interval_start TEXT, interval_end TEXT, params TEXT NOT NULL,
     state TEXT NOT NULL, created_at TEXT NOT NULL, ended_at TEXT,
     PRIMARY KEY (dag, run_id));
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    dag TEXT NOT NULL, dataset TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (dag, dataset));
 CREATE TABLE IF NOT EXISTS task_instances (
     dag TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT NOT NULL,
     state TEXT NOT NULL, attempts INTEGER NOT NULL, output TEXT, error TEXT,
@@ -222,6 +225,31 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The version of `dataset` that `dag` last reacted to.
+    pub fn seen_version(&self, dag: &str, dataset: &str) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT version FROM dataset_versions WHERE dag = ?1 AND dataset = ?2",
+                [dag, dataset],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    pub fn set_seen_version(&self, dag: &str, dataset: &str, version: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO dataset_versions (dag, dataset, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (dag, dataset) DO UPDATE SET version = excluded.version",
+                params![dag, dataset, version as i64],
+            )
+            .map_err(db)?;
+        Ok(())
     }
 
     pub fn set_paused(&self, dag: &str, paused: bool) -> Result<()> {

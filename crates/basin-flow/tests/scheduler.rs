@@ -93,3 +93,47 @@ fn scheduled_intervals_each_run_once_within_max_active_runs() {
     scheduler.wait_idle();
     assert_eq!(lines(&log).len(), 6);
 }
+
+/// Versions of datasets, set by the test (the data the scheduler watches).
+struct Versions(Mutex<std::collections::HashMap<String, u64>>);
+
+impl basin_flow::scheduler::Datasets for Versions {
+    fn version(&self, dataset: &str) -> Option<u64> {
+        self.0.lock().unwrap().get(dataset).copied()
+    }
+}
+
+#[test]
+fn a_dataset_update_triggers_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let log = dir.path().join("ran.txt");
+    std::fs::write(
+        dags.join("on_trips.toml"),
+        format!(
+            "on_update = [\"lake.trips\"]\n[tasks.mark]\nkind = \"shell\"\ncommand = \"echo {{{{ run_id }}}} >> {}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("flow.db");
+    let clock = Arc::new(SetClock(Mutex::new(at("2026-01-01T00:00:00Z"))));
+    let versions = Arc::new(Versions(Mutex::new(Default::default())));
+    let mut scheduler = Scheduler::new(&dags, &db, Arc::new(Shell), clock);
+    scheduler.datasets = Some(versions.clone());
+    scheduler.tick().unwrap();
+    versions.0.lock().unwrap().insert("lake.trips".into(), 1);
+    scheduler.tick().unwrap();
+    scheduler.wait_idle();
+    assert!(
+        lines(&log).is_empty(),
+        "the first version seen is only noted"
+    );
+    versions.0.lock().unwrap().insert("lake.trips".into(), 2);
+    scheduler.tick().unwrap();
+    scheduler.wait_idle();
+    scheduler.tick().unwrap();
+    scheduler.wait_idle();
+    assert_eq!(lines(&log), ["dataset__lake.trips@2"]);
+}

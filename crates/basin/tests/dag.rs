@@ -247,3 +247,77 @@ fn a_killed_scheduler_resumes_runs_without_rerunning_finished_tasks() {
     let ran = std::fs::read_to_string(&counter).unwrap();
     assert_eq!(ran.lines().collect::<Vec<_>>(), ["first", "second"]);
 }
+
+/// A DAG with `on_update = ["lake.events"]` runs when an INSERT commits a
+/// new version of that lake table.
+#[test]
+fn a_lake_table_update_triggers_its_dag() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let data = dir.path().join("data");
+    let sql = |statement: &str| {
+        let out = run_basin(
+            "",
+            &["sql", "--data-dir", data.to_str().unwrap(), statement],
+            None,
+            LIMIT,
+        );
+        assert!(out.success, "{}", out.stderr);
+    };
+    sql("CREATE TABLE lake.events (id BIGINT)");
+    sql("INSERT INTO lake.events VALUES (1)");
+    std::fs::write(
+        dags.join("on_events.toml"),
+        "on_update = [\"lake.events\"]\n[tasks.count]\nkind = \"sql\"\nsql = \"SELECT count(*) FROM lake.events\"\n",
+    )
+    .unwrap();
+    let mut scheduler = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["dag", "scheduler", "--tick", "100ms", "--dags"])
+        .arg(&dags)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = [
+        "dag",
+        "runs",
+        "on_events",
+        "--dags",
+        dags.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let deadline = std::time::Instant::now() + LIMIT;
+    // The scheduler notes the version it first sees, then reacts to updates.
+    while !run_basin("", &runs, None, LIMIT)
+        .stdout
+        .contains("on_update lake.events: version 1 seen")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler never looked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sql("INSERT INTO lake.events VALUES (2), (3)");
+    let out = loop {
+        let out = run_basin("", &runs, None, LIMIT);
+        let done = |l: &&str| l.contains("dataset__lake.events@") && l.contains(" success ");
+        if out.stdout.lines().any(|l| done(&l)) {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", out.stdout);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    scheduler.kill().unwrap();
+    scheduler.wait().unwrap();
+    let dataset_runs = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("dataset__"))
+        .count();
+    assert_eq!(dataset_runs, 1, "{}", out.stdout);
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use basin_flow::dag::{load_dir, Dag, TaskKind};
 use basin_flow::run::{run_dag, Attempt, Executor, RunSpec, SystemClock};
-use basin_flow::scheduler::{interval_run_id, Scheduler};
+use basin_flow::scheduler::{interval_run_id, Datasets, Scheduler};
 use basin_flow::store::{RunRow, Store};
 use basin_sql::{Engine, Output};
 use chrono::{DateTime, Utc};
@@ -200,6 +200,9 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
     let db = args.data_dir.join("flow.db");
     let mut scheduler = Scheduler::new(&args.folder.dags, &db, executor, Arc::new(SystemClock));
     scheduler.concurrency = args.concurrency;
+    scheduler.datasets = Some(Arc::new(LakeDatasets {
+        lake: basin_sql::lake::Lake::open(&args.data_dir)?,
+    }));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
@@ -281,6 +284,12 @@ fn set_paused(args: StateArgs, paused: bool) -> Result<()> {
 fn runs(args: RunsArgs) -> Result<()> {
     let dag = find(&args.state.folder.dags, &args.state.dag)?;
     let store = store(&args.state.data_dir)?;
+    for ds in &dag.on_update {
+        match store.seen_version(&dag.id, ds)? {
+            Some(v) => println!("on_update {ds}: version {v} seen"),
+            None => println!("on_update {ds}: not seen yet"),
+        }
+    }
     let mut runs = store.runs(&dag.id, args.limit)?;
     runs.reverse();
     for (i, r) in runs.iter().enumerate() {
@@ -436,6 +445,18 @@ async fn test(args: TestArgs) -> Result<()> {
         bail!("DAG {} run {} failed", dag.id, report.run_id);
     }
     Ok(())
+}
+
+/// Lake tables' versions, for DAGs that run `on_update`.
+struct LakeDatasets {
+    lake: basin_sql::lake::Lake,
+}
+
+impl Datasets for LakeDatasets {
+    fn version(&self, dataset: &str) -> Option<u64> {
+        let name = dataset.strip_prefix("lake.")?;
+        self.lake.meta(name).ok().flatten().map(|m| m.version)
+    }
 }
 
 /// Runs task attempts for `basin dag test` (and, later, the workers).
