@@ -47,8 +47,12 @@ pub struct Scheduler {
     pub datasets: Option<Arc<dyn Datasets>>,
     /// Tasks running at once within a run.
     pub concurrency: usize,
-    running: HashMap<(String, String), JoinHandle<()>>,
+    /// Runs started here, and whether each is a backfill.
+    running: HashMap<(String, String), (JoinHandle<()>, bool)>,
 }
+
+/// The param of a backfill run holding its own concurrency.
+pub const BACKFILL_CONCURRENCY: &str = "_backfill_concurrency";
 
 impl Scheduler {
     pub fn new(
@@ -70,7 +74,7 @@ impl Scheduler {
 
     /// One pass: queue due runs and start what may start.
     pub fn tick(&mut self) -> Result<()> {
-        self.running.retain(|_, h| !h.is_finished());
+        self.running.retain(|_, (h, _)| !h.is_finished());
         let dags = self.load();
         let store = Store::open(&self.db)?;
         let now = self.clock.now();
@@ -98,7 +102,7 @@ impl Scheduler {
 
     /// Wait for the runs this scheduler started.
     pub fn wait_idle(&mut self) {
-        for (_, h) in self.running.drain() {
+        for (_, (h, _)) in self.running.drain() {
             let _ = h.join();
         }
     }
@@ -138,13 +142,28 @@ impl Scheduler {
             tracing::warn!(dag = %run.dag, run = %run.run_id, "no such DAG any more: run failed");
             return store.set_run_state(&run.dag, &run.run_id, "failed");
         };
-        let active = self.running.keys().filter(|(d, _)| *d == run.dag).count();
-        if active >= dag.max_active_runs {
+        // Backfills have their own limit, so they neither starve nor are
+        // starved by scheduled and manual runs.
+        let backfill = run.kind == "backfill";
+        let limit = if backfill {
+            run.params
+                .get(BACKFILL_CONCURRENCY)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1usize)
+        } else {
+            dag.max_active_runs
+        };
+        let active = self
+            .running
+            .iter()
+            .filter(|((d, _), (_, b))| *d == run.dag && *b == backfill)
+            .count();
+        if active >= limit {
             return Ok(());
         }
         store.set_run_state(&run.dag, &run.run_id, "running")?;
         let handle = self.spawn_run(dag.clone(), run);
-        self.running.insert(key, handle);
+        self.running.insert(key, (handle, backfill));
         Ok(())
     }
 

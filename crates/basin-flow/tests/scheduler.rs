@@ -137,3 +137,62 @@ fn a_dataset_update_triggers_a_run() {
     scheduler.wait_idle();
     assert_eq!(lines(&log), ["dataset__lake.trips@2"]);
 }
+
+/// Backfill runs have their own limit: with max_active_runs = 1 and a
+/// backfill concurrency of 2, a scheduled run and two backfill runs run at
+/// once.
+#[test]
+fn backfills_run_beside_scheduled_runs_with_their_own_limit() {
+    use basin_flow::scheduler::{interval_run_id, BACKFILL_CONCURRENCY};
+    use basin_flow::store::RunRow;
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let gate = dir.path().join("gate");
+    std::fs::write(
+        dags.join("daily.toml"),
+        format!(
+            "schedule = \"0 0 * * *\"\nmax_active_runs = 1\n\
+             [tasks.wait]\nkind = \"shell\"\ncommand = \"while [ ! -f {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("flow.db");
+    let clock = Arc::new(SetClock(Mutex::new(at("2026-02-01T12:00:00Z"))));
+    let store = Store::open(&db).unwrap();
+    let schedule = basin_flow::schedule::Schedule::new("0 0 * * *", "UTC", None).unwrap();
+    for interval in schedule.intervals(at("2026-01-01T00:00:00Z"), at("2026-01-05T00:00:00Z")) {
+        let run = RunRow {
+            dag: "daily".into(),
+            run_id: interval_run_id("backfill", &interval),
+            kind: "backfill".into(),
+            interval: Some(interval),
+            params: [(BACKFILL_CONCURRENCY.to_string(), "2".to_string())].into(),
+            state: "queued".into(),
+        };
+        assert!(store.create_run(&run).unwrap());
+    }
+    let mut scheduler = Scheduler::new(&dags, &db, Arc::new(Shell), clock);
+    scheduler.tick().unwrap();
+    let runs = store.runs("daily", 100).unwrap();
+    let running = |kind: &str| {
+        runs.iter()
+            .filter(|r| r.kind == kind && r.state == "running")
+            .count()
+    };
+    assert_eq!(
+        (running("scheduled"), running("backfill")),
+        (1, 2),
+        "{runs:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    for _ in 0..4 {
+        scheduler.wait_idle();
+        scheduler.tick().unwrap();
+    }
+    scheduler.wait_idle();
+    let runs = store.runs("daily", 100).unwrap();
+    assert_eq!(runs.len(), 5);
+    assert!(runs.iter().all(|r| r.state == "success"), "{runs:?}");
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use basin_flow::dag::{load_dir, Dag, TaskKind};
 use basin_flow::run::{run_dag, Attempt, Executor, RunSpec, SystemClock};
-use basin_flow::scheduler::{interval_run_id, Datasets, Scheduler};
+use basin_flow::scheduler::{interval_run_id, Datasets, Scheduler, BACKFILL_CONCURRENCY};
 use basin_flow::store::{RunRow, Store};
 use basin_sql::{Engine, Output};
 use chrono::{DateTime, Utc};
@@ -96,6 +96,10 @@ pub struct BackfillArgs {
     /// Last interval ends by this time (RFC 3339).
     #[arg(long)]
     pub to: String,
+    /// Backfill runs at once (apart from the DAG's max_active_runs, which
+    /// bounds scheduled and manual runs).
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -261,7 +265,11 @@ fn backfill(args: BackfillArgs) -> Result<()> {
             run_id: interval_run_id("backfill", &interval),
             kind: "backfill".into(),
             interval: Some(interval),
-            params: Default::default(),
+            params: [(
+                BACKFILL_CONCURRENCY.to_string(),
+                args.concurrency.max(1).to_string(),
+            )]
+            .into(),
             state: "queued".into(),
         };
         queued += usize::from(store.create_run(&run)?);
