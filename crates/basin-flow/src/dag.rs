@@ -107,6 +107,8 @@ pub struct Task {
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
     pub pool: Option<String>,
+    /// Instances of this task running at once, across runs.
+    pub max_active: Option<usize>,
 }
 
 /// A validated DAG.
@@ -181,6 +183,7 @@ struct TaskFile {
     max_retry_delay: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     pool: Option<String>,
+    max_active: Option<usize>,
 }
 
 /// Reports errors at a byte offset of one file.
@@ -405,6 +408,7 @@ fn task_of(id: &str, def: &Spanned<TaskFile>, loc: &Located) -> Result<Task> {
         retry,
         timeout: duration_field(&t.timeout, "timeout", loc)?,
         pool: t.pool.clone(),
+        max_active: t.max_active,
     })
 }
 

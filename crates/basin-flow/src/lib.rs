@@ -18,6 +18,7 @@ pub mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod shell;
+pub mod slots;
 pub mod store;
 pub mod template;
 

@@ -105,6 +105,8 @@ pub struct RunSpec {
     /// Tasks of this run that finished before (a resumed run): kept as
     /// they are, not run again.
     pub finished: BTreeMap<String, TaskReport>,
+    /// Pools and per-task limits shared with other runs.
+    pub slots: Option<std::sync::Arc<crate::slots::Slots>>,
 }
 
 /// Run `dag` once.
@@ -289,6 +291,7 @@ fn run_task(
         let outcome = if is_sensor(task) {
             run_sensor(task, &attempt.fields, clock)
         } else {
+            let _held = spec.slots.as_ref().map(|s| s.acquire(&dag.id, task));
             executor.execute(&attempt)
         };
         match outcome {

@@ -45,6 +45,8 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     /// For DAGs that run when a dataset is updated.
     pub datasets: Option<Arc<dyn Datasets>>,
+    /// Pools and per-task limits across the runs of this scheduler.
+    pub slots: Arc<crate::slots::Slots>,
     /// Tasks running at once within a run.
     pub concurrency: usize,
     /// Runs started here, and whether each is a backfill.
@@ -68,6 +70,7 @@ impl Scheduler {
             clock,
             concurrency: 4,
             datasets: None,
+            slots: Arc::default(),
             running: HashMap::new(),
         }
     }
@@ -172,6 +175,7 @@ impl Scheduler {
         let executor = self.executor.clone();
         let clock = self.clock.clone();
         let concurrency = self.concurrency;
+        let slots = self.slots.clone();
         std::thread::spawn(move || {
             if let Err(e) = execute_run(
                 &db,
@@ -179,7 +183,7 @@ impl Scheduler {
                 &run,
                 executor.as_ref(),
                 clock.as_ref(),
-                concurrency,
+                (concurrency, slots),
             ) {
                 tracing::error!(dag = %dag.id, run = %run.run_id, error = %e, "run failed to record");
             }
@@ -255,7 +259,7 @@ fn execute_run(
     run: &RunRow,
     executor: &dyn Executor,
     clock: &dyn Clock,
-    concurrency: usize,
+    (concurrency, slots): (usize, Arc<crate::slots::Slots>),
 ) -> Result<()> {
     let store = Mutex::new(Store::open(db)?);
     let finished = store
@@ -271,6 +275,7 @@ fn execute_run(
         params: run.params.clone(),
         concurrency,
         finished,
+        slots: Some(slots),
     };
     let record = |t: &crate::run::TaskReport| {
         let store = store.lock().expect("lock");

@@ -69,6 +69,7 @@ fn spec(concurrency: usize) -> RunSpec {
         params: BTreeMap::new(),
         concurrency,
         finished: BTreeMap::new(),
+        slots: None,
     }
 }
 

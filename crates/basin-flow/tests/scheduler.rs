@@ -196,3 +196,74 @@ fn backfills_run_beside_scheduled_runs_with_their_own_limit() {
     assert_eq!(runs.len(), 5);
     assert!(runs.iter().all(|r| r.state == "success"), "{runs:?}");
 }
+
+/// Counts attempts of each task running at once (an injected executor:
+/// the scheduler's slots are under test).
+#[derive(Default)]
+struct Counting {
+    now: Mutex<std::collections::HashMap<String, usize>>,
+    most: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Executor for Counting {
+    fn execute(&self, a: &Attempt) -> Result<String, String> {
+        {
+            let mut now = self.now.lock().unwrap();
+            let n = now.entry(a.task.id.clone()).or_default();
+            *n += 1;
+            let mut most = self.most.lock().unwrap();
+            let m = most.entry(a.task.id.clone()).or_default();
+            *m = (*m).max(*n);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        *self.now.lock().unwrap().get_mut(&a.task.id).unwrap() -= 1;
+        Ok(String::new())
+    }
+}
+
+#[test]
+fn pools_and_max_active_bound_tasks_across_runs() {
+    use basin_flow::scheduler::{interval_run_id, BACKFILL_CONCURRENCY};
+    use basin_flow::store::RunRow;
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("daily.toml"),
+        "[tasks.solo]\nkind = \"shell\"\ncommand = \"x\"\nmax_active = 1\n\
+         [tasks.db]\nkind = \"shell\"\ncommand = \"x\"\npool = \"db\"\n\
+         [tasks.free]\nkind = \"shell\"\ncommand = \"x\"\n",
+    )
+    .unwrap();
+    let db = dir.path().join("flow.db");
+    let store = Store::open(&db).unwrap();
+    let schedule = basin_flow::schedule::Schedule::new("0 0 * * *", "UTC", None).unwrap();
+    for interval in schedule.intervals(at("2026-01-01T00:00:00Z"), at("2026-01-05T00:00:00Z")) {
+        let run = RunRow {
+            dag: "daily".into(),
+            run_id: interval_run_id("backfill", &interval),
+            kind: "backfill".into(),
+            interval: Some(interval),
+            params: [(BACKFILL_CONCURRENCY.to_string(), "4".to_string())].into(),
+            state: "queued".into(),
+        };
+        store.create_run(&run).unwrap();
+    }
+    let counting = Arc::new(Counting::default());
+    let clock = Arc::new(SetClock(Mutex::new(at("2026-02-01T00:00:00Z"))));
+    let mut scheduler = Scheduler::new(&dags, &db, counting.clone(), clock);
+    scheduler.slots = Arc::new(basin_flow::slots::Slots::new(
+        [("db".to_string(), 2)].into(),
+    ));
+    scheduler.tick().unwrap();
+    scheduler.wait_idle();
+    let most = counting.most.lock().unwrap().clone();
+    assert_eq!(most["solo"], 1, "max_active = 1");
+    assert!(most["db"] <= 2, "pool of 2: {most:?}");
+    assert!(most["free"] >= 1, "{most:?}");
+    assert!(store
+        .runs("daily", 10)
+        .unwrap()
+        .iter()
+        .all(|r| r.state == "success"));
+}

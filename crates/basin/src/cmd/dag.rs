@@ -75,6 +75,18 @@ pub struct SchedulerArgs {
     /// Tasks running at once within a run.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// A pool of task slots shared by all runs: --pool db=2 (repeatable);
+    /// tasks name theirs with `pool = "db"`.
+    #[arg(long = "pool", value_parser = parse_pool)]
+    pub pools: Vec<(String, usize)>,
+}
+
+fn parse_pool(text: &str) -> std::result::Result<(String, usize), String> {
+    let (name, size) = parse_param(text)?;
+    let size = size
+        .parse()
+        .map_err(|_| format!("pool '{name}': '{size}' is not a number of slots"))?;
+    Ok((name, size))
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +216,9 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
     let db = args.data_dir.join("flow.db");
     let mut scheduler = Scheduler::new(&args.folder.dags, &db, executor, Arc::new(SystemClock));
     scheduler.concurrency = args.concurrency;
+    scheduler.slots = Arc::new(basin_flow::slots::Slots::new(
+        args.pools.iter().cloned().collect(),
+    ));
     scheduler.datasets = Some(Arc::new(LakeDatasets {
         lake: basin_sql::lake::Lake::open(&args.data_dir)?,
     }));
@@ -419,6 +434,7 @@ async fn test(args: TestArgs) -> Result<()> {
         params: args.params.iter().cloned().collect::<BTreeMap<_, _>>(),
         concurrency: args.concurrency,
         finished: BTreeMap::new(),
+        slots: None,
     };
     if let Some(i) = interval {
         eprintln!("data interval {} .. {}", i.start, i.end);
