@@ -12,7 +12,8 @@
 # Usage: bash benchmarks/run-kafka.sh
 # Knobs (environment): RECORDS_100 (500000), RECORDS_1K (200000),
 # CELL_SECONDS (10, cap per producer cell), E2E_RATE (2000), E2E_SECONDS (5),
-# BASIN_FLUSH (interval:1000, Basin's default), EXTRAS (1: also run Basin with
+# BASIN_FLUSH (interval:1000, Basin's default), PRODUCERS (1: producer clients
+# per throughput cell, see kafka-bench --producers), EXTRAS (1: also run Basin with
 # flush.policy=every-batch for acks=all and Tansu's non-durable memory://
 # engine, for reference), TANSU_WAIT_MINUTES (90).
 set -euo pipefail
@@ -31,13 +32,17 @@ E2E_RATE=${E2E_RATE:-2000}
 E2E_SECONDS=${E2E_SECONDS:-5}
 E2E_SIZE=${E2E_SIZE:-1000}
 BASIN_FLUSH=${BASIN_FLUSH:-interval:1000}
+PRODUCERS=${PRODUCERS:-1}
 EXTRAS=${EXTRAS:-1}
 TANSU_WAIT_MINUTES=${TANSU_WAIT_MINUTES:-90}
 
 DATE=$(date -u +%Y-%m-%d)
 RESULTS_DIR=$ROOT/benchmarks/results
-OUT_MD=$RESULTS_DIR/kafka-$DATE.md
-OUT_JSONL=$RESULTS_DIR/kafka-$DATE.jsonl
+STAMP=$DATE
+# A second run on the same day keeps the first one's files.
+[[ -e $RESULTS_DIR/kafka-$STAMP.md ]] && STAMP=$DATE-$(date -u +%H%M)
+OUT_MD=$RESULTS_DIR/kafka-$STAMP.md
+OUT_JSONL=$RESULTS_DIR/kafka-$STAMP.jsonl
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/basin-kafka-bench.XXXXXX")
 RAW=$WORK/results.jsonl
 : >"$RAW"
@@ -150,8 +155,14 @@ log "building basin and kafka-bench (release; shared target dir $CARGO_TARGET_DI
 cargo build --release -p basin -p kafka-bench
 BIN=$WORK/bin
 mkdir -p "$BIN"
-# Private copies, so a concurrent rebuild cannot swap a binary mid-run.
-cp "$CARGO_TARGET_DIR/release/basin" "$CARGO_TARGET_DIR/release/kafka-bench" "$BIN/"
+# Private hard links (copies across file systems), so a concurrent rebuild
+# cannot swap a binary mid-run: a rebuild writes a new file, and the basin
+# binary is large enough (~0.9 GB with debug info) that copying it matters
+# on a full disk.
+for b in basin kafka-bench; do
+    ln -f "$CARGO_TARGET_DIR/release/$b" "$BIN/$b" 2>/dev/null ||
+        cp "$CARGO_TARGET_DIR/release/$b" "$BIN/$b"
+done
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git -C "$ROOT" status --porcelain -- crates 2>/dev/null | wc -l)
 
@@ -216,9 +227,11 @@ for size in 100 1000; do
     for parts in 1 6; do
         for b in "${BROKERS[@]}"; do
             bench "$b" --tests produce,consume --acks 1 --record-size "$size" \
-                --partitions "$parts" --records "$n" --seconds "$CELL_SECONDS"
+                --partitions "$parts" --records "$n" --seconds "$CELL_SECONDS" \
+                --producers "$PRODUCERS"
             bench "$b" --tests produce --acks all --record-size "$size" \
-                --partitions "$parts" --records "$n" --seconds "$CELL_SECONDS"
+                --partitions "$parts" --records "$n" --seconds "$CELL_SECONDS" \
+                --producers "$PRODUCERS"
         done
     done
 done
@@ -263,7 +276,7 @@ log "matrix done in $((SECONDS - T0)) s"
 mkdir -p "$RESULTS_DIR"
 cp "$RAW" "$OUT_JSONL"
 export RAW OUT_MD DATE GIT_REV GIT_DIRTY TANSU_VERSION DISK_DIRECT DISK_FDATASYNC DISK_REF \
-    BASIN_FLUSH LOAD_START LOAD_END RECORDS_100 RECORDS_1K CELL_SECONDS E2E_RATE E2E_SECONDS \
+    BASIN_FLUSH PRODUCERS LOAD_START LOAD_END RECORDS_100 RECORDS_1K CELL_SECONDS E2E_RATE E2E_SECONDS \
     E2E_SIZE EXTRAS
 python3 "$ROOT/benchmarks/report-kafka.py"
 log "wrote $OUT_MD and $OUT_JSONL"

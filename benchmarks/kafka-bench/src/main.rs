@@ -54,6 +54,12 @@ pub struct Args {
         default_value = "produce,consume,e2e"
     )]
     pub tests: Vec<Test>,
+    /// Producer clients in the throughput test, each in its own thread and
+    /// with its own connections; they share --records (and --seconds), and
+    /// the throughput counts from the first send to the last
+    /// acknowledgement of any of them.
+    #[arg(long, default_value_t = 1)]
+    pub producers: u64,
     /// Producer linger.ms for the throughput test.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
@@ -122,6 +128,9 @@ impl Args {
         if self.partitions < 1 {
             bail!("--partitions must be at least 1");
         }
+        if self.producers < 1 {
+            bail!("--producers must be at least 1");
+        }
         if self.record_size < e2e::STAMP_LEN && self.tests.contains(&Test::E2e) {
             bail!("--record-size must be at least {} for e2e", e2e::STAMP_LEN);
         }
@@ -155,6 +164,7 @@ impl Args {
             "partitions": self.partitions,
             "record_size": self.record_size,
             "acks": self.acks.config_value(),
+            "producers": self.producers,
             "fetch_wait_ms": self.fetch_wait_ms,
         })
     }

@@ -1,7 +1,8 @@
 //! Producer throughput: send records of a fixed size as fast as librdkafka
 //! batches them (linger.ms / batch.size from the command line, no
 //! compression), round-robin over the partitions, until every record is
-//! acknowledged.
+//! acknowledged; from one producer, or from several in parallel threads
+//! (`--producers`) that share the record count.
 
 use std::time::{Duration, Instant};
 
@@ -59,9 +60,52 @@ pub fn payload(size: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Produce into `topic` and wait for every acknowledgement.
+/// What one producer thread sends: records `index, index + step, ...`
+/// below the limit (the global numbering keeps the partitions round-robin).
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    index: u64,
+    step: u64,
+}
+
+/// Produce into `topic` with `--producers` clients in parallel threads and
+/// wait for every acknowledgement. The clock runs from the first send to
+/// the last acknowledgement of any of them.
 pub fn run(args: &Args, topic: &str) -> Result<Produced> {
     let ctx = BenchContext::default();
+    let producers = (0..args.producers)
+        .map(|_| connect(args, topic, &ctx))
+        .collect::<Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let step = producers.len() as u64;
+    let sent = std::thread::scope(|scope| {
+        let threads: Vec<_> = producers
+            .iter()
+            .zip(0..)
+            .map(|(p, index)| {
+                let share = Share { index, step };
+                scope.spawn(move || send_share(p, args, topic, share, start))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("producer thread panicked"))
+            .sum::<Result<u64>>()
+    })?;
+    let elapsed = start.elapsed();
+    Ok(Produced {
+        sent,
+        delivered: ctx.deliveries.ok(),
+        failed: ctx.deliveries.failed(),
+        first_error: ctx.deliveries.first_error(),
+        elapsed,
+        record_size: args.record_size,
+    })
+}
+
+/// A producer that has connected and learnt the leaders of `topic`, so
+/// that this is not on the clock.
+fn connect(args: &Args, topic: &str, ctx: &BenchContext) -> Result<BaseProducer<BenchContext>> {
     let producer: BaseProducer<BenchContext> = producer_config(
         &args.brokers,
         args.acks.config_value(),
@@ -70,31 +114,40 @@ pub fn run(args: &Args, topic: &str) -> Result<Produced> {
     )
     .create_with_context(ctx.clone())
     .context("cannot create producer")?;
-    // Connect and learn the leaders before the clock starts.
     producer
         .client()
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .context("producer cannot fetch metadata")?;
+    Ok(producer)
+}
 
+/// Send this thread's share of the records and wait for their
+/// acknowledgements; returns how many were handed to the client.
+fn send_share(
+    producer: &BaseProducer<BenchContext>,
+    args: &Args,
+    topic: &str,
+    share: Share,
+    start: Instant,
+) -> Result<u64> {
     let value = payload(args.record_size);
     let limit = args.record_limit().unwrap_or(u64::MAX);
     let partitions = args.partitions as u64;
-    let start = Instant::now();
     let deadline = args.seconds.map(|s| start + Duration::from_secs_f64(s));
+    let failed = || producer.context().deliveries.failed() > 0;
+    let mut next = share.index;
     let mut sent: u64 = 0;
-    while sent < limit {
+    while next < limit {
         let record = BaseRecord::to(topic)
             .payload(&value[..])
-            .partition((sent % partitions) as i32);
+            .partition((next % partitions) as i32);
         match producer.send::<(), [u8]>(record) {
             Ok(()) => {
+                next += share.step;
                 sent += 1;
                 if sent & 1023 == 0 {
                     producer.poll(Duration::ZERO);
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
-                    if ctx.deliveries.failed() > 0 {
+                    if deadline.is_some_and(|d| Instant::now() >= d) || failed() {
                         break;
                     }
                 }
@@ -111,21 +164,19 @@ pub fn run(args: &Args, topic: &str) -> Result<Produced> {
             Err((e, _)) => return Err(e).context("send failed"),
         }
     }
+    finish(producer, args, sent);
+    Ok(sent)
+}
+
+/// Wait for the outstanding acknowledgements (reported, not fatal, if they
+/// do not all come within the timeout).
+fn finish(producer: &BaseProducer<BenchContext>, args: &Args, sent: u64) {
     let flushed = producer.flush(args.timeout());
-    let elapsed = start.elapsed();
     producer.poll(Duration::ZERO);
     if let Err(e) = flushed {
         eprintln!(
-            "kafka-bench: flush did not finish: {e}; {} of {sent} records acknowledged",
-            ctx.deliveries.ok()
+            "kafka-bench: flush did not finish: {e}; {} records acknowledged, {sent} sent by this producer",
+            producer.context().deliveries.ok()
         );
     }
-    Ok(Produced {
-        sent,
-        delivered: ctx.deliveries.ok(),
-        failed: ctx.deliveries.failed(),
-        first_error: ctx.deliveries.first_error(),
-        elapsed,
-        record_size: args.record_size,
-    })
 }
