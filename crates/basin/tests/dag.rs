@@ -321,3 +321,56 @@ fn a_lake_table_update_triggers_its_dag() {
         .count();
     assert_eq!(dataset_runs, 1, "{}", out.stdout);
 }
+
+/// `basin up` runs the scheduler over its DAG folder: a triggered run of a
+/// DAG there runs on the node.
+#[test]
+fn basin_up_schedules_the_dags_of_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let done = dir.path().join("done.txt");
+    std::fs::write(
+        dags.join("ping.toml"),
+        format!(
+            "[tasks.ping]\nkind = \"shell\"\ncommand = \"echo {{{{ params.word }}}} > {}\"\n",
+            done.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--dags")
+        .arg(&dags)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let trigger = [
+        "dag",
+        "trigger",
+        "ping",
+        "--dags",
+        dags.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "-p",
+        "word=pong",
+    ];
+    let queued = run_basin("", &trigger, None, LIMIT);
+    assert!(queued.success, "{}", queued.stderr);
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never ran the DAG"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    node.kill().unwrap();
+    node.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "pong");
+}

@@ -209,6 +209,30 @@ fn store(data_dir: &Path) -> Result<Store> {
 }
 
 async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    let running = spawn_scheduler(&args)?;
+    let flag = running.stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    eprintln!(
+        "scheduling the DAGs of {} (state in {}); Ctrl-C stops",
+        args.folder.dags.display(),
+        args.data_dir.join("flow.db").display()
+    );
+    running.handle.await?;
+    Ok(())
+}
+
+/// A scheduler running on a blocking thread; set `stop` to end it (it
+/// waits for its runs).
+pub struct RunningScheduler {
+    pub stop: Arc<AtomicBool>,
+    pub handle: tokio::task::JoinHandle<()>,
+}
+
+/// Start the scheduler and its local worker (also used by `basin up`).
+pub fn spawn_scheduler(args: &SchedulerArgs) -> Result<RunningScheduler> {
     let executor = Arc::new(BinExecutor {
         data_dir: args.data_dir.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -224,22 +248,12 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        flag.store(true, Ordering::Relaxed);
-    });
-    eprintln!(
-        "scheduling the DAGs of {} (state in {}); Ctrl-C stops",
-        args.folder.dags.display(),
-        db.display()
-    );
     let tick = args.tick;
-    tokio::task::spawn_blocking(move || {
-        scheduler.run(tick, &stop);
+    let handle = tokio::task::spawn_blocking(move || {
+        scheduler.run(tick, &flag);
         scheduler.wait_idle();
-    })
-    .await?;
-    Ok(())
+    });
+    Ok(RunningScheduler { stop, handle })
 }
 
 fn trigger(args: TriggerArgs) -> Result<()> {

@@ -44,6 +44,10 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub log_config: Vec<(String, String)>,
+    /// Folder of DAG files; when it exists, this node runs the scheduler
+    /// and a local worker over it (state in <data-dir>/flow.db).
+    #[arg(long, env = "BASIN_DAGS", default_value = "./dags")]
+    pub dags: PathBuf,
 }
 
 /// Run the broker until a shutdown signal arrives.
@@ -61,13 +65,40 @@ pub async fn run(args: UpArgs) -> Result<()> {
     // Deployed pipelines run here, against this node's own listener.
     std::env::set_var("BASIN_BROKERS", addr.to_string());
     let supervisor = tokio::spawn(crate::deploy::supervise(data_dir.clone()));
+    let scheduler = start_scheduler(&args, &data_dir)?;
     broker
         .serve(shutdown_signal())
         .await
         .context("broker stopped with an error")?;
     supervisor.abort();
+    // Runs in progress resume when the node starts again.
+    if let Some(s) = scheduler {
+        s.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     tracing::info!("broker stopped");
     Ok(())
+}
+
+/// The DAG scheduler over `--dags`, when that folder exists.
+fn start_scheduler(
+    args: &UpArgs,
+    data_dir: &Path,
+) -> Result<Option<crate::cmd::dag::RunningScheduler>> {
+    if !args.dags.is_dir() {
+        tracing::info!(dags = %args.dags.display(), "no DAG folder: the scheduler is off");
+        return Ok(None);
+    }
+    let settings = crate::cmd::dag::SchedulerArgs {
+        folder: crate::cmd::dag::FolderArgs {
+            dags: args.dags.clone(),
+        },
+        data_dir: data_dir.to_path_buf(),
+        tick: std::time::Duration::from_secs(1),
+        concurrency: 4,
+        pools: Vec::new(),
+    };
+    eprintln!("scheduling the DAGs of {}", args.dags.display());
+    Ok(Some(crate::cmd::dag::spawn_scheduler(&settings)?))
 }
 
 /// Defaults, overlaid by the config file, overlaid by flags / environment.
