@@ -77,6 +77,16 @@ impl TriggerRule {
         })
     }
 
+    pub fn name(&self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::NoneFailed => "none_failed",
+        }
+    }
+
     /// The decision for a task whose upstreams are in `upstream` states (a
     /// task without upstreams runs).
     pub fn decide(&self, upstream: &[TaskState]) -> Decision {

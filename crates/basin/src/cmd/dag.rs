@@ -380,7 +380,7 @@ fn find(dir: &Path, id: &str) -> Result<Dag> {
 fn list(dir: &Path) -> Result<()> {
     let dags = load(dir)?;
     println!(
-        "{:<24} {:<24} {:>5}  {:<26} DESCRIPTION",
+        "{:<24} {:<34} {:>5}  {:<21} DESCRIPTION",
         "DAG", "SCHEDULE", "TASKS", "NEXT RUN (UTC)"
     );
     for d in &dags {
@@ -393,7 +393,7 @@ fn list(dir: &Path) -> Result<()> {
             None => ("manual".into(), "-".into()),
         };
         println!(
-            "{:<24} {:<24} {:>5}  {:<26} {}",
+            "{:<24} {:<34} {:>5}  {:<21} {}",
             d.id,
             schedule,
             d.tasks.len(),
@@ -423,10 +423,10 @@ fn show(dag: &Dag) -> Result<()> {
             t.depends_on.join(", ")
         };
         println!(
-            "  {upstream} ──► {} [{}, {:?}, retries {}]",
+            "  {upstream} ──► {} [{}, {}, retries {}]",
             t.id,
             t.kind.name(),
-            t.trigger_rule,
+            t.trigger_rule.name(),
             t.retry.retries
         );
     }
