@@ -24,6 +24,10 @@ pub enum FlowError {
     },
     #[error("{0}")]
     Run(String),
+    /// The PostgreSQL metadata store: a bad `--metadata` URL, a failed
+    /// connection or statement.
+    #[error("{0}")]
+    Metadata(String),
 }
 
 pub type Result<T> = std::result::Result<T, FlowError>;

@@ -6,12 +6,16 @@
 //! templating ([`template`]), and a runner that executes one DAG run
 //! ([`run`]) through an [`run::Executor`] (shell commands are built in;
 //! SQL and pipeline tasks are run by the binary, which has the engines).
-//! State lives in SQLite ([`store`]); the [`scheduler`] queues runs as
-//! their data intervals end and runs them, resuming after a crash.
+//! State lives in SQLite ([`store`]) or PostgreSQL ([`pg`]); the
+//! [`scheduler`] queues runs as their data intervals end and runs them,
+//! resuming after a crash. Over PostgreSQL, task instances go through a
+//! queue ([`queue`]) that [`worker`]s in other processes claim.
 //! It does not depend on DataFusion.
 
 pub mod dag;
 mod error;
+pub mod pg;
+pub mod queue;
 pub mod retry;
 pub mod rules;
 pub mod run;
@@ -21,5 +25,6 @@ pub mod shell;
 pub mod slots;
 pub mod store;
 pub mod template;
+pub mod worker;
 
 pub use error::{FlowError, Result};

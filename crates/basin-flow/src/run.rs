@@ -198,6 +198,22 @@ fn vars_for(
     task: &Task,
     reports: &BTreeMap<String, TaskReport>,
 ) -> Vars {
+    let outputs: BTreeMap<String, String> = task
+        .depends_on
+        .iter()
+        .filter_map(|up| Some((up.clone(), reports[up].output.clone()?)))
+        .collect();
+    task_vars(dag, spec, task, &outputs)
+}
+
+/// The template variables of `task` in the run `spec`, given the outputs
+/// of its finished upstream tasks (also used by remote workers).
+pub(crate) fn task_vars(
+    dag: &Dag,
+    spec: &RunSpec,
+    task: &Task,
+    outputs: &BTreeMap<String, String>,
+) -> Vars {
     let mut vars = Vars::default();
     vars.set("dag_id", dag.id.clone());
     vars.set("run_id", spec.run_id.clone());
@@ -216,15 +232,13 @@ fn vars_for(
     for (k, v) in dag.params.iter().chain(&spec.params) {
         vars.set(&format!("params.{k}"), v.clone());
     }
-    for up in &task.depends_on {
-        if let Some(out) = &reports[up].output {
-            vars.set(&format!("outputs.{up}"), out.clone());
-        }
+    for (up, out) in outputs {
+        vars.set(&format!("outputs.{up}"), out.clone());
     }
     vars
 }
 
-fn is_sensor(task: &Task) -> bool {
+pub(crate) fn is_sensor(task: &Task) -> bool {
     task.kind == TaskKind::Sensor
 }
 
@@ -315,7 +329,7 @@ fn run_task(
     report
 }
 
-fn render_all(
+pub(crate) fn render_all(
     fields: &BTreeMap<String, String>,
     vars: &Vars,
 ) -> crate::Result<BTreeMap<String, String>> {

@@ -15,9 +15,10 @@ use chrono::{DateTime, Utc};
 
 use crate::dag::{load_file, Dag};
 use crate::error::Result;
+use crate::pg::PgStore;
 use crate::run::{run_dag_with, Clock, Executor, RunSpec};
 use crate::schedule::Interval;
-use crate::store::{RunRow, Store};
+use crate::store::{Metadata, RunRow, Store};
 
 /// The run id of a scheduled or backfilled interval.
 pub fn interval_run_id(kind: &str, interval: &Interval) -> String {
@@ -112,23 +113,7 @@ impl Scheduler {
 
     /// The valid DAGs of the folder, by id; invalid files are logged.
     fn load(&self) -> HashMap<String, Arc<Dag>> {
-        let mut out = HashMap::new();
-        let Ok(entries) = std::fs::read_dir(&self.dags_dir) else {
-            tracing::warn!(dir = %self.dags_dir.display(), "no DAG folder");
-            return out;
-        };
-        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-            if path.extension().is_none_or(|x| x != "toml") {
-                continue;
-            }
-            match load_file(&path) {
-                Ok(dag) => {
-                    out.insert(dag.id.clone(), Arc::new(dag));
-                }
-                Err(e) => tracing::warn!(error = %e, "DAG file skipped"),
-            }
-        }
-        out
+        load_folder(&self.dags_dir)
     }
 
     fn maybe_start(
@@ -145,17 +130,7 @@ impl Scheduler {
             tracing::warn!(dag = %run.dag, run = %run.run_id, "no such DAG any more: run failed");
             return store.set_run_state(&run.dag, &run.run_id, "failed");
         };
-        // Backfills have their own limit, so they neither starve nor are
-        // starved by scheduled and manual runs.
-        let backfill = run.kind == "backfill";
-        let limit = if backfill {
-            run.params
-                .get(BACKFILL_CONCURRENCY)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1usize)
-        } else {
-            dag.max_active_runs
-        };
+        let (backfill, limit) = run_limit(dag, &run);
         let active = self
             .running
             .iter()
@@ -191,8 +166,45 @@ impl Scheduler {
     }
 }
 
+/// The valid DAGs of a folder, by id; invalid files are logged.
+pub fn load_folder(dir: &Path) -> HashMap<String, Arc<Dag>> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::warn!(dir = %dir.display(), "no DAG folder");
+        return out;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        match load_file(&path) {
+            Ok(dag) => {
+                out.insert(dag.id.clone(), Arc::new(dag));
+            }
+            Err(e) => tracing::warn!(error = %e, "DAG file skipped"),
+        }
+    }
+    out
+}
+
+/// Whether `run` is a backfill, and how many runs of its kind `dag` may
+/// have running at once. Backfills have their own limit, so they neither
+/// starve nor are starved by scheduled and manual runs.
+fn run_limit(dag: &Dag, run: &RunRow) -> (bool, usize) {
+    if run.kind == "backfill" {
+        let limit = run
+            .params
+            .get(BACKFILL_CONCURRENCY)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1usize);
+        (true, limit)
+    } else {
+        (false, dag.max_active_runs)
+    }
+}
+
 /// Queue the runs of `dag` due at `now`.
-fn queue_due(store: &Store, dag: &Dag, now: DateTime<Utc>) -> Result<()> {
+fn queue_due(store: &dyn Metadata, dag: &Dag, now: DateTime<Utc>) -> Result<()> {
     let Some(schedule) = &dag.schedule else {
         return Ok(());
     };
@@ -218,7 +230,7 @@ fn queue_due(store: &Store, dag: &Dag, now: DateTime<Utc>) -> Result<()> {
 
 /// Queue a run of `dag` when a dataset it watches has a new version since
 /// the last one it reacted to (the first version it sees is only noted).
-fn queue_updated(store: &Store, dag: &Dag, datasets: &dyn Datasets) -> Result<()> {
+fn queue_updated(store: &dyn Metadata, dag: &Dag, datasets: &dyn Datasets) -> Result<()> {
     if dag.on_update.is_empty() || store.paused(&dag.id)? {
         return Ok(());
     }
@@ -292,4 +304,88 @@ fn execute_run(
     tracing::info!(dag = %dag.id, run = %run.run_id, state, "run finished");
     let store = store.lock().expect("lock");
     store.set_run_state(&dag.id, &run.run_id, state)
+}
+
+/// The scheduler over PostgreSQL: queues due runs like [`Scheduler`], but
+/// starting a run only creates its task instances and queues the first
+/// ones; workers ([`crate::worker`]) in any process run them and queue
+/// what follows. Each pass also takes tasks away from workers that stopped
+/// heartbeating ([`PgStore::reap`]). Everything lives in the database, so
+/// a scheduler restarted after a crash simply carries on.
+pub struct PgScheduler {
+    dags_dir: PathBuf,
+    url: String,
+    store: PgStore,
+    clock: Arc<dyn Clock>,
+    /// For DAGs that run when a dataset is updated.
+    pub datasets: Option<Arc<dyn Datasets>>,
+    /// A running task whose worker has not heartbeat for this long is
+    /// retried elsewhere (or failed, its attempts used up).
+    pub heartbeat_timeout: Duration,
+}
+
+impl PgScheduler {
+    /// Connect to the store at `url` (creating its tables).
+    pub fn connect(url: &str, dags_dir: &Path, clock: Arc<dyn Clock>) -> Result<PgScheduler> {
+        Ok(PgScheduler {
+            dags_dir: dags_dir.to_path_buf(),
+            url: url.to_string(),
+            store: PgStore::connect(url)?,
+            clock,
+            datasets: None,
+            heartbeat_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// One pass: queue due runs, start what may start, reap silent workers.
+    pub fn tick(&mut self) -> Result<()> {
+        let dags = load_folder(&self.dags_dir);
+        let now = self.clock.now();
+        for dag in dags.values() {
+            queue_due(&self.store, dag, now)?;
+            if let Some(datasets) = &self.datasets {
+                queue_updated(&self.store, dag, datasets.as_ref())?;
+            }
+        }
+        self.start_queued(&dags)?;
+        self.store.reap(&dags, self.heartbeat_timeout)?;
+        Ok(())
+    }
+
+    /// Start queued runs within their DAG's limits.
+    fn start_queued(&self, dags: &HashMap<String, Arc<Dag>>) -> Result<()> {
+        let runs = self.store.unfinished_runs()?;
+        let mut active: HashMap<(String, bool), usize> = HashMap::new();
+        for run in runs.iter().filter(|r| r.state == "running") {
+            let backfill = run.kind == "backfill";
+            *active.entry((run.dag.clone(), backfill)).or_default() += 1;
+        }
+        for run in runs.iter().filter(|r| r.state == "queued") {
+            let Some(dag) = dags.get(&run.dag) else {
+                tracing::warn!(dag = %run.dag, run = %run.run_id, "no such DAG any more: run failed");
+                self.store.set_run_state(&run.dag, &run.run_id, "failed")?;
+                continue;
+            };
+            let (backfill, limit) = run_limit(dag, run);
+            let n = active.entry((run.dag.clone(), backfill)).or_default();
+            if *n < limit && self.store.start_run(dag, run)? {
+                *n += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tick every `every` until `stop` is set; a failed pass reconnects.
+    pub fn run(&mut self, every: Duration, stop: &std::sync::atomic::AtomicBool) {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.tick() {
+                tracing::error!(error = %e, "scheduler tick failed");
+                match PgStore::connect(&self.url) {
+                    Ok(s) => self.store = s,
+                    Err(e) => tracing::warn!(error = %e, "cannot reconnect"),
+                }
+            }
+            std::thread::sleep(every);
+        }
+    }
 }

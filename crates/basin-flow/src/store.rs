@@ -46,6 +46,60 @@ pub struct RunRow {
     pub state: String,
 }
 
+/// What the scheduler and the `basin dag` commands need of a metadata
+/// store: SQLite ([`Store`]) or PostgreSQL ([`crate::pg::PgStore`]).
+pub trait Metadata {
+    /// Add a queued run; false when the DAG already has a run with this id.
+    fn create_run(&self, run: &RunRow) -> Result<bool>;
+    /// Runs not finished yet (queued, or running), oldest first.
+    fn unfinished_runs(&self) -> Result<Vec<RunRow>>;
+    /// The latest runs of `dag`, newest first.
+    fn runs(&self, dag: &str, limit: usize) -> Result<Vec<RunRow>>;
+    /// Where the last scheduled interval of `dag` ended.
+    fn last_scheduled_end(&self, dag: &str) -> Result<Option<DateTime<Utc>>>;
+    fn set_run_state(&self, dag: &str, run_id: &str, state: &str) -> Result<()>;
+    /// The tasks of a run that have finished, as recorded.
+    fn finished_tasks(&self, dag: &str, run_id: &str) -> Result<BTreeMap<String, TaskReport>>;
+    /// The version of `dataset` that `dag` last reacted to.
+    fn seen_version(&self, dag: &str, dataset: &str) -> Result<Option<u64>>;
+    fn set_seen_version(&self, dag: &str, dataset: &str, version: u64) -> Result<()>;
+    fn set_paused(&self, dag: &str, paused: bool) -> Result<()>;
+    fn paused(&self, dag: &str) -> Result<bool>;
+}
+
+impl Metadata for Store {
+    fn create_run(&self, run: &RunRow) -> Result<bool> {
+        Store::create_run(self, run)
+    }
+    fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
+        Store::unfinished_runs(self)
+    }
+    fn runs(&self, dag: &str, limit: usize) -> Result<Vec<RunRow>> {
+        Store::runs(self, dag, limit)
+    }
+    fn last_scheduled_end(&self, dag: &str) -> Result<Option<DateTime<Utc>>> {
+        Store::last_scheduled_end(self, dag)
+    }
+    fn set_run_state(&self, dag: &str, run_id: &str, state: &str) -> Result<()> {
+        Store::set_run_state(self, dag, run_id, state)
+    }
+    fn finished_tasks(&self, dag: &str, run_id: &str) -> Result<BTreeMap<String, TaskReport>> {
+        Store::finished_tasks(self, dag, run_id)
+    }
+    fn seen_version(&self, dag: &str, dataset: &str) -> Result<Option<u64>> {
+        Store::seen_version(self, dag, dataset)
+    }
+    fn set_seen_version(&self, dag: &str, dataset: &str, version: u64) -> Result<()> {
+        Store::set_seen_version(self, dag, dataset, version)
+    }
+    fn set_paused(&self, dag: &str, paused: bool) -> Result<()> {
+        Store::set_paused(self, dag, paused)
+    }
+    fn paused(&self, dag: &str) -> Result<bool> {
+        Store::paused(self, dag)
+    }
+}
+
 /// The orchestrator's database.
 pub struct Store {
     conn: Connection,
@@ -275,7 +329,7 @@ impl Store {
     }
 }
 
-fn state_of(name: &str) -> TaskState {
+pub(crate) fn state_of(name: &str) -> TaskState {
     match name {
         "success" => TaskState::Success,
         "failed" => TaskState::Failed,
