@@ -80,8 +80,24 @@ fn bad(shown: &str, what: impl std::fmt::Display) -> FlowError {
     FlowError::Metadata(format!("--metadata '{shown}': {what}"))
 }
 
+/// An error with its causes, `: `-separated (PostgreSQL errors keep the
+/// useful part, such as "Connection refused", in their source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// The URL with any password replaced by `***`.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -117,7 +133,7 @@ fn parse(url: &str) -> Result<Target> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let config = postgres::Config::from_str(&rest).map_err(|e| bad(&shown, e))?;
+    let config = postgres::Config::from_str(&rest).map_err(|e| bad(&shown, chain(&e)))?;
     Ok(Target {
         config,
         schema,
@@ -159,7 +175,7 @@ fn endpoint(config: &postgres::Config) -> String {
 
 /// A database error as a metadata error.
 pub(crate) fn sql(e: postgres::Error) -> FlowError {
-    FlowError::Metadata(format!("PostgreSQL metadata store: {e}"))
+    FlowError::Metadata(format!("PostgreSQL metadata store: {}", chain(&e)))
 }
 
 impl PgStore {
@@ -171,9 +187,10 @@ impl PgStore {
         }
         let mut client = target.config.connect(NoTls).map_err(|e| {
             FlowError::Metadata(format!(
-                "cannot connect to PostgreSQL at {} (--metadata '{}'): {e}",
+                "cannot connect to PostgreSQL at {} (--metadata '{}'): {}",
                 endpoint(&target.config),
-                target.shown
+                target.shown,
+                chain(&e)
             ))
         })?;
         prepare(&mut client, target.schema.as_deref())?;
@@ -405,6 +422,7 @@ mod tests {
         );
         let e = parse("postgres://u@h:notaport/db").unwrap_err().to_string();
         assert!(e.contains("--metadata 'postgres://u@h:notaport/db'"), "{e}");
+        assert!(e.contains("port"), "{e}");
         let e = parse("postgres://u@h/db?colour=red")
             .unwrap_err()
             .to_string();
@@ -432,5 +450,6 @@ mod tests {
             e.contains("cannot connect to PostgreSQL at 127.0.0.1:1/flowdb"),
             "{e}"
         );
+        assert!(e.to_lowercase().contains("refused"), "{e}");
     }
 }

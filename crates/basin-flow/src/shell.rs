@@ -2,7 +2,10 @@
 //! killed at its timeout. The task's output is what it writes to the file
 //! named by `$BASIN_TASK_OUTPUT` (at most 64 KiB; empty if it writes
 //! nothing); downstream tasks read it as `{{ outputs.<task> }}`. Its
-//! stdout and stderr go to the attempt's log.
+//! stdout and stderr go to the attempt's log. On Linux the shell is killed
+//! when the worker thread running it dies (`PR_SET_PDEATHSIG`), so a
+//! worker killed with SIGKILL leaves no task behind to run on beside the
+//! attempt that replaces it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -44,6 +47,7 @@ pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, Strin
     if let Some(cwd) = attempt.fields.get("cwd") {
         cmd.current_dir(cwd);
     }
+    die_with_parent(&mut cmd);
     let outcome = wait(&mut cmd, attempt.task.timeout);
     let result = match outcome {
         Ok(()) => Ok(read_output(&output_file)),
@@ -52,6 +56,29 @@ pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, Strin
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
+
+/// Have the child killed when the thread that started it dies.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only prctl(2) and getppid(2), both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before prctl took effect: init adopted us.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("the worker exited"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 /// Run to the end, or kill it at `timeout`.
 fn wait(cmd: &mut Command, timeout: Option<Duration>) -> Result<(), String> {

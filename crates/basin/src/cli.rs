@@ -49,6 +49,9 @@ pub enum Command {
     /// Orchestrate: DAGs of tasks (SQL, pipelines, shell) on schedules.
     #[command(subcommand)]
     Dag(crate::cmd::dag::DagCommand),
+    /// Run tasks of the orchestrator's PostgreSQL queue (--metadata) in
+    /// this process, beside the scheduler's.
+    Worker(crate::cmd::worker::WorkerArgs),
 }
 
 impl Command {
@@ -57,7 +60,7 @@ impl Command {
     /// (librdkafka's own chatter is off; its last error shows in our errors).
     pub fn default_log_filter(&self) -> &'static str {
         match self {
-            Command::Up(_) => "info",
+            Command::Up(_) | Command::Worker(_) => "info",
             // librdkafka reports reaching a partition's end as an error.
             Command::Pipeline(_) => "info,librdkafka=off,rdkafka::client=off",
             _ => "warn,librdkafka=off",

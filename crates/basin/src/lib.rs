@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sql(args) => cmd::sql::run(args).await,
         Command::Pipeline(command) => cmd::pipeline::run(&client, command).await,
         Command::Dag(command) => cmd::dag::run(command).await,
+        Command::Worker(args) => cmd::worker::run(args).await,
     }
 }
 

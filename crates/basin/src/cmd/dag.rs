@@ -1,7 +1,9 @@
 //! `basin dag list|show|test`: DAG files of a `dags/` folder (see
 //! `basin_flow::dag`), and one run of a DAG in the foreground. Shell tasks
 //! run through `basin_flow::shell`; SQL tasks through the batch engine on
-//! the data dir; pipeline tasks run their file in batch mode.
+//! the data dir; pipeline tasks run their file in batch mode. State is in
+//! `<data-dir>/flow.db` (SQLite), or in PostgreSQL with `--metadata
+//! postgres://...`, where `basin worker` processes share the work.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,13 +11,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use basin_flow::dag::{load_dir, Dag, TaskKind};
+use basin_flow::pg::PgStore;
 use basin_flow::run::{run_dag, Attempt, Executor, RunSpec, SystemClock};
-use basin_flow::scheduler::{interval_run_id, Datasets, Scheduler, BACKFILL_CONCURRENCY};
-use basin_flow::store::{RunRow, Store};
+use basin_flow::scheduler::{
+    interval_run_id, Datasets, PgScheduler, Scheduler, BACKFILL_CONCURRENCY,
+};
+use basin_flow::store::{Metadata, RunRow, Store};
+use basin_flow::worker::{Worker, WorkerOptions};
 use basin_sql::{Engine, Output};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::task::block_in_place;
 
 #[derive(Debug, Subcommand)]
 pub enum DagCommand {
@@ -61,6 +68,18 @@ pub struct StateArgs {
     pub folder: FolderArgs,
     #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+}
+
+/// Where the orchestrator's state lives.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MetadataArgs {
+    /// State in PostgreSQL (postgres://user@host:port/db[?schema=name]),
+    /// shared with `basin worker` processes [default: SQLite in
+    /// <data-dir>/flow.db].
+    #[arg(long, env = "BASIN_METADATA")]
+    pub metadata: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +88,16 @@ pub struct SchedulerArgs {
     pub folder: FolderArgs,
     #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    /// With --metadata: a task whose worker has not heartbeat for this
+    /// long is retried elsewhere (the lost attempt counts).
+    #[arg(long, value_parser = crate::cmd::gen::parse_duration, default_value = "30s")]
+    pub heartbeat_timeout: std::time::Duration,
+    /// With --metadata: run no local worker (tasks run only on `basin
+    /// worker` processes).
+    #[arg(long)]
+    pub no_local_worker: bool,
     /// Time between scheduler passes.
     #[arg(long, value_parser = crate::cmd::gen::parse_duration, default_value = "2s")]
     pub tick: std::time::Duration,
@@ -170,11 +199,12 @@ pub async fn run(command: DagCommand) -> Result<()> {
         DagCommand::Show(args) => show(&find(&args.folder.dags, &args.dag)?),
         DagCommand::Test(args) => test(args).await,
         DagCommand::Scheduler(args) => scheduler(args).await,
-        DagCommand::Trigger(args) => trigger(args),
-        DagCommand::Backfill(args) => backfill(args),
-        DagCommand::Pause(args) => set_paused(args, true),
-        DagCommand::Unpause(args) => set_paused(args, false),
-        DagCommand::Runs(args) => runs(args),
+        // These may use the (blocking) PostgreSQL client.
+        DagCommand::Trigger(args) => block_in_place(|| trigger(args)),
+        DagCommand::Backfill(args) => block_in_place(|| backfill(args)),
+        DagCommand::Pause(args) => block_in_place(|| set_paused(args, true)),
+        DagCommand::Unpause(args) => block_in_place(|| set_paused(args, false)),
+        DagCommand::Runs(args) => block_in_place(|| runs(args)),
         DagCommand::Logs(args) => logs(args),
     }
 }
@@ -204,8 +234,13 @@ fn logs(args: LogsArgs) -> Result<()> {
     Ok(())
 }
 
-fn store(data_dir: &Path) -> Result<Store> {
-    Ok(Store::open(&data_dir.join("flow.db"))?)
+/// The metadata store: PostgreSQL with --metadata, else SQLite in the
+/// data dir.
+fn store(data_dir: &Path, metadata: &MetadataArgs) -> Result<Box<dyn Metadata>> {
+    Ok(match &metadata.metadata {
+        Some(url) => Box::new(PgStore::connect(url)?),
+        None => Box::new(Store::open(&data_dir.join("flow.db"))?),
+    })
 }
 
 async fn scheduler(args: SchedulerArgs) -> Result<()> {
@@ -215,10 +250,13 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         flag.store(true, Ordering::Relaxed);
     });
+    let state = match &args.metadata.metadata {
+        Some(url) => basin_flow::pg::redact(url),
+        None => args.data_dir.join("flow.db").display().to_string(),
+    };
     eprintln!(
-        "scheduling the DAGs of {} (state in {}); Ctrl-C stops",
+        "scheduling the DAGs of {} (state in {state}); Ctrl-C stops",
         args.folder.dags.display(),
-        args.data_dir.join("flow.db").display()
     );
     running.handle.await?;
     Ok(())
@@ -233,10 +271,10 @@ pub struct RunningScheduler {
 
 /// Start the scheduler and its local worker (also used by `basin up`).
 pub fn spawn_scheduler(args: &SchedulerArgs) -> Result<RunningScheduler> {
-    let executor = Arc::new(BinExecutor {
-        data_dir: args.data_dir.clone(),
-        runtime: tokio::runtime::Handle::current(),
-    });
+    if let Some(url) = &args.metadata.metadata {
+        return spawn_pg_scheduler(args, url);
+    }
+    let executor = Arc::new(BinExecutor::new(&args.data_dir, None));
     let db = args.data_dir.join("flow.db");
     let mut scheduler = Scheduler::new(&args.folder.dags, &db, executor, Arc::new(SystemClock));
     scheduler.concurrency = args.concurrency;
@@ -256,6 +294,41 @@ pub fn spawn_scheduler(args: &SchedulerArgs) -> Result<RunningScheduler> {
     Ok(RunningScheduler { stop, handle })
 }
 
+/// The scheduler over PostgreSQL, and a local worker unless told not to.
+fn spawn_pg_scheduler(args: &SchedulerArgs, url: &str) -> Result<RunningScheduler> {
+    let mut scheduler =
+        block_in_place(|| PgScheduler::connect(url, &args.folder.dags, Arc::new(SystemClock)))?;
+    scheduler.heartbeat_timeout = args.heartbeat_timeout;
+    scheduler.datasets = Some(Arc::new(LakeDatasets {
+        lake: basin_sql::lake::Lake::open(&args.data_dir)?,
+    }));
+    let worker = (!args.no_local_worker).then(|| {
+        let executor = Arc::new(BinExecutor::new(&args.data_dir, Some(url)));
+        Worker::new(
+            url,
+            &args.folder.dags,
+            executor,
+            WorkerOptions::new(args.concurrency),
+        )
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let tick = args.tick;
+    let handle = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            if let Some(worker) = &worker {
+                s.spawn(|| {
+                    if let Err(e) = worker.run(&flag) {
+                        tracing::error!(error = %e, "local worker stopped");
+                    }
+                });
+            }
+            scheduler.run(tick, &flag);
+        });
+    });
+    Ok(RunningScheduler { stop, handle })
+}
+
 fn trigger(args: TriggerArgs) -> Result<()> {
     let dag = find(&args.state.folder.dags, &args.state.dag)?;
     let now = Utc::now();
@@ -267,7 +340,7 @@ fn trigger(args: TriggerArgs) -> Result<()> {
         params: args.params.into_iter().collect(),
         state: "queued".into(),
     };
-    store(&args.state.data_dir)?.create_run(&run)?;
+    store(&args.state.data_dir, &args.state.metadata)?.create_run(&run)?;
     println!("queued {} {}", dag.id, run.run_id);
     Ok(())
 }
@@ -286,7 +359,7 @@ fn backfill(args: BackfillArgs) -> Result<()> {
             .with_context(|| format!("{flag} '{s}' is not an RFC 3339 time"))
     };
     let (from, to) = (time(&args.from, "--from")?, time(&args.to, "--to")?);
-    let store = store(&args.state.data_dir)?;
+    let store = store(&args.state.data_dir, &args.state.metadata)?;
     let mut queued = 0;
     for interval in schedule.intervals(from, to) {
         let run = RunRow {
@@ -312,7 +385,7 @@ fn backfill(args: BackfillArgs) -> Result<()> {
 
 fn set_paused(args: StateArgs, paused: bool) -> Result<()> {
     let dag = find(&args.folder.dags, &args.dag)?;
-    store(&args.data_dir)?.set_paused(&dag.id, paused)?;
+    store(&args.data_dir, &args.metadata)?.set_paused(&dag.id, paused)?;
     println!("{} {}", dag.id, if paused { "paused" } else { "unpaused" });
     Ok(())
 }
@@ -320,7 +393,7 @@ fn set_paused(args: StateArgs, paused: bool) -> Result<()> {
 /// Tasks down, runs across (newest on the right): one letter per state.
 fn runs(args: RunsArgs) -> Result<()> {
     let dag = find(&args.state.folder.dags, &args.state.dag)?;
-    let store = store(&args.state.data_dir)?;
+    let store = store(&args.state.data_dir, &args.state.metadata)?;
     for ds in &dag.on_update {
         match store.seen_version(&dag.id, ds)? {
             Some(v) => println!("on_update {ds}: version {v} seen"),
@@ -453,10 +526,7 @@ async fn test(args: TestArgs) -> Result<()> {
     if let Some(i) = interval {
         eprintln!("data interval {} .. {}", i.start, i.end);
     }
-    let executor = Arc::new(BinExecutor {
-        data_dir: args.data_dir.clone(),
-        runtime: tokio::runtime::Handle::current(),
-    });
+    let executor = Arc::new(BinExecutor::new(&args.data_dir, None));
     let dag = Arc::new(dag);
     let report = {
         let dag = dag.clone();
@@ -497,10 +567,13 @@ impl Datasets for LakeDatasets {
     }
 }
 
-/// Runs task attempts for `basin dag test` (and, later, the workers).
-struct BinExecutor {
+/// Runs task attempts for `basin dag test`, the scheduler's local worker
+/// and `basin worker`.
+pub struct BinExecutor {
     data_dir: PathBuf,
     runtime: tokio::runtime::Handle,
+    /// Where trigger tasks queue runs: PostgreSQL, else the data dir's SQLite.
+    metadata: Option<String>,
 }
 
 impl Executor for BinExecutor {
@@ -518,6 +591,15 @@ impl Executor for BinExecutor {
 }
 
 impl BinExecutor {
+    /// An executor on the current tokio runtime.
+    pub fn new(data_dir: &Path, metadata: Option<&str>) -> BinExecutor {
+        BinExecutor {
+            data_dir: data_dir.to_path_buf(),
+            runtime: tokio::runtime::Handle::current(),
+            metadata: metadata.map(str::to_string),
+        }
+    }
+
     /// Write what the attempt ran and how it ended to its log.
     fn logged(
         &self,
@@ -553,7 +635,10 @@ impl BinExecutor {
             params: Default::default(),
             state: "queued".into(),
         };
-        let store = Store::open(&self.data_dir.join("flow.db")).map_err(|e| e.to_string())?;
+        let metadata = MetadataArgs {
+            metadata: self.metadata.clone(),
+        };
+        let store = store(&self.data_dir, &metadata).map_err(|e| e.to_string())?;
         store.create_run(&run).map_err(|e| e.to_string())?;
         Ok(run.run_id)
     }

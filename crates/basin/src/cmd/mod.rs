@@ -8,3 +8,4 @@ pub mod produce;
 pub mod sql;
 pub mod topic;
 pub mod up;
+pub mod worker;

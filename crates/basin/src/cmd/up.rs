@@ -48,6 +48,11 @@ pub struct UpArgs {
     /// and a local worker over it (state in <data-dir>/flow.db).
     #[arg(long, env = "BASIN_DAGS", default_value = "./dags")]
     pub dags: PathBuf,
+    /// Keep the orchestrator's state in PostgreSQL
+    /// (postgres://user@host:port/db[?schema=name]), so `basin worker`
+    /// processes can share the work [default: <data-dir>/flow.db].
+    #[arg(long, env = "BASIN_METADATA")]
+    pub metadata: Option<String>,
 }
 
 /// Run the broker until a shutdown signal arrives.
@@ -93,6 +98,11 @@ fn start_scheduler(
             dags: args.dags.clone(),
         },
         data_dir: data_dir.to_path_buf(),
+        metadata: crate::cmd::dag::MetadataArgs {
+            metadata: args.metadata.clone(),
+        },
+        heartbeat_timeout: std::time::Duration::from_secs(30),
+        no_local_worker: false,
         tick: std::time::Duration::from_secs(1),
         concurrency: 4,
         pools: Vec::new(),
