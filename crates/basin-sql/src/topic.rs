@@ -8,6 +8,11 @@
 //! columns `_partition`, `_offset`, `_timestamp` and `_key`. An insert
 //! produces each row as one JSON or CSV value with `acks=all`, keyed by the
 //! columns of the `'key'` option (comma-joined) when given.
+//!
+//! A keyed table (`'key'` plus `'compact' 'true'`) lives in a compacted
+//! topic (created so on first write, refused when the topic exists with
+//! another cleanup policy) and reads as its latest row per key: a scan keeps
+//! each key's last record and drops keys whose last record is a tombstone.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,8 +35,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -43,6 +50,21 @@ const META_COLUMNS: [&str; 4] = ["_partition", "_offset", "_timestamp", "_key"];
 const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 const TIMEOUT: Duration = Duration::from_secs(10);
 const ROWS_PER_BATCH: usize = 8192;
+
+/// Logs client errors as warnings, but not end-of-partition, which the
+/// reader handles (librdkafka reports it as a global error too).
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
+        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != eof {
+            tracing::warn!(%error, reason, "kafka client");
+        }
+    }
+}
+
+impl ConsumerContext for QuietContext {}
 
 fn kafka_err(e: impl fmt::Display) -> DataFusionError {
     DataFusionError::External(format!("kafka: {e}").into())
@@ -89,9 +111,22 @@ impl TableProviderFactory for TopicTableFactory {
         if let Some(missing) = key.iter().find(|k| table.value_schema.index_of(k).is_err()) {
             return plan_err!("OPTIONS ('key' ...): '{missing}' is not a declared column");
         }
+        let compact = match option("compact").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return plan_err!("OPTIONS ('compact' ...) takes 'true' or 'false' (got '{other}')")
+            }
+        };
+        if compact && key.is_empty() {
+            return plan_err!(
+                "OPTIONS ('compact' 'true') needs 'key': a keyed table keeps the latest row per key"
+            );
+        }
         Ok(Arc::new(TopicTable {
             format,
             key,
+            compact,
             ..table
         }))
     }
@@ -113,6 +148,8 @@ pub struct TopicTable {
     format: ValueFormat,
     /// Columns whose values form the record key of rows written (`'key'` option).
     key: Vec<String>,
+    /// A keyed table: a compacted topic read as its latest row per key.
+    compact: bool,
     value_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -137,6 +174,7 @@ impl TopicTable {
             brokers,
             format: ValueFormat::Json,
             key: Vec::new(),
+            compact: false,
             value_schema,
             schema: Arc::new(Schema::new(fields)),
         }
@@ -159,12 +197,18 @@ impl TopicTable {
         &self.key
     }
 
+    /// Whether this is a keyed table (`'compact' 'true'`): a compacted
+    /// topic holding the latest row per key.
+    pub fn compact(&self) -> bool {
+        self.compact
+    }
+
     /// The declared columns, without the Kafka metadata columns.
     pub fn value_schema(&self) -> SchemaRef {
         self.value_schema.clone()
     }
 
-    fn consumer(&self) -> DfResult<BaseConsumer> {
+    fn consumer(&self) -> DfResult<BaseConsumer<QuietContext>> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("basin-sql-{}", std::process::id()))
@@ -174,7 +218,7 @@ impl TopicTable {
             // queue is over queued.min.messages, capping scans.
             .set("fetch.queue.backoff.ms", "1")
             .set("log_level", "3")
-            .create()
+            .create_with_context(QuietContext)
             .map_err(kafka_err)
     }
 
@@ -202,7 +246,7 @@ impl TopicTable {
 
     fn read_partition(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<QuietContext>,
         partition: i32,
     ) -> DfResult<Vec<RecordBatch>> {
         let (low, high) = consumer
@@ -222,6 +266,7 @@ impl TopicTable {
             .add_partition_offset(&self.topic, partition, Offset::Offset(low))
             .map_err(kafka_err)?;
         consumer.assign(&assignment).map_err(kafka_err)?;
+        let mut latest = self.compact.then(Latest::default);
         let mut next = low;
         while next < high {
             let Some(message) = consumer.poll(TIMEOUT) else {
@@ -239,7 +284,15 @@ impl TopicTable {
                 break;
             }
             next = message.offset() + 1;
-            rows.push(&message)?;
+            match latest.as_mut() {
+                Some(latest) => latest.push(&message),
+                None => rows.push(&message)?,
+            }
+        }
+        if let Some(latest) = latest {
+            for record in latest.into_rows() {
+                rows.push_parts(&record)?;
+            }
         }
         rows.finish()
     }
@@ -294,6 +347,61 @@ impl ValueDecoder {
     }
 }
 
+/// One record of a partition, owned.
+struct Record {
+    topic: String,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<String>,
+    value: Option<Vec<u8>>,
+}
+
+impl Record {
+    fn of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+        Record {
+            topic: message.topic().to_string(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: message.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// The latest record per key of a keyed table's partition (records without
+/// a key are kept as they come).
+#[derive(Default)]
+struct Latest {
+    by_key: std::collections::HashMap<String, Record>,
+    unkeyed: Vec<Record>,
+}
+
+impl Latest {
+    fn push(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let record = Record::of(message);
+        match &record.key {
+            Some(key) => {
+                self.by_key.insert(key.clone(), record);
+            }
+            None => self.unkeyed.push(record),
+        }
+    }
+
+    /// Live rows in offset order: tombstones (null values) delete their key.
+    fn into_rows(self) -> Vec<Record> {
+        let mut rows: Vec<Record> = self
+            .by_key
+            .into_values()
+            .filter(|r| r.value.is_some())
+            .chain(self.unkeyed)
+            .collect();
+        rows.sort_by_key(|r| r.offset);
+        rows
+    }
+}
+
 /// Decodes record values into Arrow rows, batch by batch, with metadata.
 struct RowBuffer {
     decoder: ValueDecoder,
@@ -325,26 +433,23 @@ impl RowBuffer {
     }
 
     fn push(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) -> DfResult<()> {
-        let value = message.payload().unwrap_or(match self.decoder {
+        self.push_parts(&Record::of(message))
+    }
+
+    fn push_parts(&mut self, record: &Record) -> DfResult<()> {
+        let value = record.value.as_deref().unwrap_or(match self.decoder {
             ValueDecoder::Json(_) => b"{}",
             ValueDecoder::Csv(_) => b"",
         });
-        let at = format!(
-            "{}[{}] offset {}",
-            message.topic(),
-            self.partition,
-            message.offset()
-        );
-        self.decoder
-            .decode_row(value)
-            .map_err(|e| DataFusionError::Execution(format!("{at}: {e}")))?;
-        self.offsets.push(message.offset());
-        self.timestamps.push(message.timestamp().to_millis());
-        self.keys.push(
-            message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-        );
+        self.decoder.decode_row(value).map_err(|e| {
+            DataFusionError::Execution(format!(
+                "{}[{}] offset {}: {e}",
+                record.topic, self.partition, record.offset
+            ))
+        })?;
+        self.offsets.push(record.offset);
+        self.timestamps.push(record.timestamp);
+        self.keys.push(record.key.clone());
         if self.offsets.len() >= ROWS_PER_BATCH {
             self.flush()?;
         }
@@ -395,6 +500,7 @@ impl TableProvider for TopicTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let table = TopicTable {
             format: self.format,
+            compact: self.compact,
             ..TopicTable::new(
                 self.topic.clone(),
                 self.brokers.clone(),
@@ -422,6 +528,7 @@ impl TableProvider for TopicTable {
         }
         let sink = TopicSink {
             key: self.key.clone(),
+            compact: self.compact,
             format: self.format,
             topic: self.topic.clone(),
             brokers: self.brokers.clone(),
@@ -436,6 +543,7 @@ impl TableProvider for TopicTable {
 #[derive(Debug)]
 struct TopicSink {
     key: Vec<String>,
+    compact: bool,
     format: ValueFormat,
     topic: String,
     brokers: String,
@@ -462,6 +570,11 @@ impl DataSink for TopicSink {
         mut data: SendableRecordBatchStream,
         _ctx: &Arc<TaskContext>,
     ) -> DfResult<u64> {
+        if self.compact {
+            ensure_keyed_topic(&self.brokers, &self.topic)
+                .await
+                .map_err(DataFusionError::Execution)?;
+        }
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("acks", "all")
@@ -575,4 +688,58 @@ fn send(
 /// Names of the metadata columns (for documentation and tests).
 pub fn metadata_columns() -> &'static [&'static str] {
     &META_COLUMNS
+}
+
+/// Make sure `topic` is compacted, creating it so (broker-default partition
+/// count and replication) when missing. The error names the topic and its
+/// policy when it exists with another one.
+pub async fn ensure_keyed_topic(brokers: &str, topic: &str) -> Result<(), String> {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // An admin client is a producer to librdkafka, which would ask
+        // the broker to create topics it looks up.
+        .set("allow.auto.create.topics", "false")
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| format!("kafka admin client for {brokers}: {e}"))?;
+    let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let new =
+        NewTopic::new(topic, -1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    let created = admin
+        .create_topics([&new], &options)
+        .await
+        .map_err(|e| format!("create keyed topic '{topic}' on {brokers}: {e}"))?;
+    match created.into_iter().next() {
+        Some(Ok(_)) => return Ok(()),
+        Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {}
+        Some(Err((_, code))) => {
+            return Err(format!("create keyed topic '{topic}' on {brokers}: {code}"))
+        }
+        None => {
+            return Err(format!(
+                "create keyed topic '{topic}': no answer from {brokers}"
+            ))
+        }
+    }
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+        .await
+        .map_err(|e| format!("describe topic '{topic}' on {brokers}: {e}"))?;
+    let policy = described
+        .into_iter()
+        .next()
+        .and_then(|r| r.ok())
+        .and_then(|r| r.get("cleanup.policy").and_then(|e| e.value.clone()))
+        .unwrap_or_else(|| "delete".to_string());
+    if policy.split(',').any(|p| p.trim() == "compact") {
+        return Ok(());
+    }
+    Err(format!(
+        "topic '{topic}' exists with cleanup.policy={policy}; a keyed table needs a compacted topic \
+         (create it with `basin topic create {topic} --config cleanup.policy=compact`, or name another topic)"
+    ))
 }

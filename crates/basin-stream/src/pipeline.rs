@@ -251,6 +251,7 @@ impl Pipeline {
             self.ctx().register_table(
                 name.as_str(),
                 Arc::new(StreamSourceTable {
+                    snapshot: topic.compact().then(|| provider.clone()),
                     info: Arc::new(info),
                 }),
             )?;
@@ -287,8 +288,14 @@ impl Pipeline {
     }
 
     async fn run_batch(&self, st: &Statement, discard: bool) -> Result<()> {
+        if st.kind == StatementKind::Insert {
+            // The engine's INSERT: a topic target without a column list
+            // takes its declared columns, and the query is checked first.
+            self.engine.execute(&st.sql).await?;
+            return Ok(());
+        }
         let df = self.ctx().sql(&st.sql).await?;
-        if st.kind == StatementKind::Insert || discard {
+        if discard {
             df.collect().await?;
             return Ok(());
         }

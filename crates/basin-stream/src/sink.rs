@@ -110,6 +110,13 @@ impl SinkTarget {
     pub fn open_txn(&self, job: &str) -> Result<Option<JobTxn>> {
         Ok(match self {
             SinkTarget::Topic(info) => {
+                if info.compact {
+                    futures::executor::block_on(basin_sql::topic::ensure_keyed_topic(
+                        &info.brokers,
+                        &info.topic,
+                    ))
+                    .map_err(StreamError::Kafka)?;
+                }
                 Some(JobTxn::Topic(Arc::new(TxnTopic::open(&info.brokers, job)?)))
             }
             SinkTarget::Postgres(target) => Some(JobTxn::Postgres(Arc::new(PgTxn::open(

@@ -27,7 +27,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Result, StreamError};
@@ -56,6 +55,8 @@ pub struct SourceInfo {
     pub late_rows: Option<crate::sink::SinkTarget>,
     /// Columns keying the records a sink writes.
     pub key: Vec<String>,
+    /// A keyed table (`'compact' 'true'`): a compacted topic.
+    pub compact: bool,
 }
 
 impl SourceInfo {
@@ -94,6 +95,7 @@ impl SourceInfo {
             proctime: proctime.map(str::to_string),
             late_rows: None,
             key: table.key_columns().to_vec(),
+            compact: table.compact(),
         })
     }
 
@@ -114,20 +116,7 @@ impl SourceInfo {
     }
 }
 
-/// Logs client errors as warnings, but not end-of-partition, which the
-/// reader handles (librdkafka reports it as a global error too).
-pub struct QuietContext;
-
-impl ClientContext for QuietContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
-        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != eof {
-            tracing::warn!(%error, reason, "kafka client");
-        }
-    }
-}
-
-impl ConsumerContext for QuietContext {}
+pub use basin_sql::topic::QuietContext;
 
 type QuietConsumer = BaseConsumer<QuietContext>;
 
@@ -149,6 +138,10 @@ fn consumer(brokers: &str) -> Result<QuietConsumer> {
 #[derive(Debug)]
 pub struct StreamSourceTable {
     pub info: Arc<SourceInfo>,
+    /// A keyed table reads as a table, not a stream: its latest row per
+    /// key when the job starts, through this provider (a bounded input, so
+    /// a join against it is a lookup join).
+    pub snapshot: Option<Arc<dyn TableProvider>>,
 }
 
 #[async_trait]
@@ -163,11 +156,14 @@ impl TableProvider for StreamSourceTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
+        filters: &[Expr],
+        limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(table) = &self.snapshot {
+            return table.scan(state, projection, filters, limit).await;
+        }
         Ok(Arc::new(StreamScanExec::new(
             self.info.clone(),
             projection.cloned(),

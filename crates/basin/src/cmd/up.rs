@@ -53,7 +53,30 @@ pub struct UpArgs {
     /// processes can share the work [default: <data-dir>/flow.db].
     #[arg(long, env = "BASIN_METADATA")]
     pub metadata: Option<String>,
+    /// Address of the HTTP API (keyed-table lookups, health), or `off`
+    /// [default: 127.0.0.1:9080; when that port is taken the node runs
+    /// without the API and says so].
+    #[arg(long, env = "BASIN_HTTP", value_parser = parse_http)]
+    pub http: Option<HttpListen>,
 }
+
+/// Where the HTTP API listens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HttpListen {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_http(text: &str) -> std::result::Result<HttpListen, String> {
+    if text == "off" {
+        return Ok(HttpListen::Off);
+    }
+    text.parse()
+        .map(HttpListen::At)
+        .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:9080 (or `off`)"))
+}
+
+const DEFAULT_HTTP: &str = "127.0.0.1:9080";
 
 /// Run the broker until a shutdown signal arrives.
 pub async fn run(args: UpArgs) -> Result<()> {
@@ -71,17 +94,55 @@ pub async fn run(args: UpArgs) -> Result<()> {
     std::env::set_var("BASIN_BROKERS", addr.to_string());
     let supervisor = tokio::spawn(crate::deploy::supervise(data_dir.clone()));
     let scheduler = start_scheduler(&args, &data_dir)?;
+    let http = start_http(args.http, addr).await?;
     broker
         .serve(shutdown_signal())
         .await
         .context("broker stopped with an error")?;
     supervisor.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
     // Runs in progress resume when the node starts again.
     if let Some(s) = scheduler {
         s.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("broker stopped");
     Ok(())
+}
+
+/// The HTTP API, reading topics through this node's listener at `kafka`.
+async fn start_http(
+    http: Option<HttpListen>,
+    kafka: SocketAddr,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let (at, explicit) = match http {
+        Some(HttpListen::Off) => return Ok(None),
+        Some(HttpListen::At(at)) => (at, true),
+        None => (DEFAULT_HTTP.parse().expect("valid default"), false),
+    };
+    let listener = match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => l,
+        Err(e) if !explicit => {
+            eprintln!(
+                "no HTTP API: cannot bind {at} ({e}); pass --http ADDR to pick another address"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("--http {at}: cannot bind")),
+    };
+    let bound = listener.local_addr()?;
+    eprintln!("basin http api on http://{bound}");
+    let mut brokers = kafka;
+    if brokers.ip().is_unspecified() {
+        brokers.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let app = basin_server::App::new(&brokers.to_string());
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = basin_server::serve(listener, app, std::future::pending()).await {
+            tracing::error!(error = %e, "http api stopped");
+        }
+    })))
 }
 
 /// The DAG scheduler over `--dags`, when that folder exists.
