@@ -51,6 +51,9 @@ pub struct Attempt<'a> {
     pub env: BTreeMap<String, String>,
     pub number: u32,
     pub interval: Option<Interval>,
+    /// Set when the attempt must stop (a worker's claim was taken away);
+    /// executors that can stop early check it.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Runs attempts of tasks; the binary adds SQL and pipeline tasks to the
@@ -301,6 +304,7 @@ fn run_task(
             env: env.clone(),
             number,
             interval: spec.interval,
+            cancel: None,
         };
         let outcome = if is_sensor(task) {
             run_sensor(task, &attempt.fields, clock)

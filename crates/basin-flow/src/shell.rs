@@ -10,6 +10,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::run::Attempt;
@@ -48,7 +49,7 @@ pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, Strin
         cmd.current_dir(cwd);
     }
     die_with_parent(&mut cmd);
-    let outcome = wait(&mut cmd, attempt.task.timeout);
+    let outcome = wait(&mut cmd, attempt.task.timeout, attempt.cancel.as_deref());
     let result = match outcome {
         Ok(()) => Ok(read_output(&output_file)),
         Err(e) => Err(format!("{e}; log: {}", tail(&log_file))),
@@ -80,8 +81,12 @@ fn die_with_parent(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_cmd: &mut Command) {}
 
-/// Run to the end, or kill it at `timeout`.
-fn wait(cmd: &mut Command, timeout: Option<Duration>) -> Result<(), String> {
+/// Run to the end, or kill it at `timeout` or when `cancel` is set.
+fn wait(
+    cmd: &mut Command,
+    timeout: Option<Duration>,
+    cancel: Option<&AtomicBool>,
+) -> Result<(), String> {
     let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
     let started = Instant::now();
     loop {
@@ -91,6 +96,11 @@ fn wait(cmd: &mut Command, timeout: Option<Duration>) -> Result<(), String> {
                 Some(code) => Err(format!("exited with status {code}")),
                 None => Err("killed by a signal".into()),
             };
+        }
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("cancelled: this worker's claim on the task was taken away".into());
         }
         if timeout.is_some_and(|t| started.elapsed() >= t) {
             let _ = child.kill();

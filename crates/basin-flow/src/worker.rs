@@ -6,8 +6,11 @@
 //! work was queued, with a slow poll only as a fallback (and to wake for
 //! retries whose backoff ends). Sensors poke once per claim and are queued
 //! again until their condition holds, so a waiting sensor holds no slot.
+//! When a heartbeat finds a claim taken away (the worker was silent too
+//! long and the task went to another), the attempt is cancelled (shell
+//! tasks are killed), and its result would be ignored anyway.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -71,8 +74,9 @@ pub struct Worker {
 /// What the worker's threads share.
 #[derive(Default)]
 struct Shared {
-    /// Claims being run, heartbeat by the heartbeat thread.
-    tokens: Mutex<HashSet<i64>>,
+    /// Claims being run, heartbeat by the heartbeat thread, with the flag
+    /// that cancels the attempt when its claim is taken away.
+    tokens: Mutex<HashMap<i64, Arc<AtomicBool>>>,
     busy: Mutex<usize>,
     freed: Condvar,
     /// Idle connections for recording results.
@@ -150,9 +154,10 @@ impl Worker {
             match claims.claim(&self.options.id, &names) {
                 Ok(Some(claim)) => {
                     *lock(&shared.busy) += 1;
-                    lock(&shared.tokens).insert(claim.token);
+                    let cancel = Arc::new(AtomicBool::new(false));
+                    lock(&shared.tokens).insert(claim.token, cancel.clone());
                     let dags = dags.clone();
-                    scope.spawn(move || self.run_claim(&dags, claim, shared));
+                    scope.spawn(move || self.run_claim(&dags, claim, cancel, shared));
                 }
                 Ok(None) => {
                     dags = Arc::new(load_folder(&self.dags_dir));
@@ -232,11 +237,18 @@ impl Worker {
     /// Heartbeat the claims being run until the worker is done.
     fn heartbeat(&self, mut store: PgStore, shared: &Shared) {
         while !shared.done.load(Ordering::Relaxed) {
-            let tokens: Vec<i64> = lock(&shared.tokens).iter().copied().collect();
+            let tokens: Vec<i64> = lock(&shared.tokens).keys().copied().collect();
             match store.heartbeat(&self.options.id, &tokens) {
                 Ok(held) => {
                     for lost in tokens.iter().filter(|t| !held.contains(t)) {
-                        tracing::warn!(token = lost, "a claim of this worker was taken away");
+                        // Stop it: another worker may be running it now.
+                        tracing::warn!(
+                            token = lost,
+                            "a claim of this worker was taken away: cancelling"
+                        );
+                        if let Some(cancel) = lock(&shared.tokens).get(lost) {
+                            cancel.store(true, Ordering::Relaxed);
+                        }
                     }
                 }
                 Err(e) => {
@@ -251,7 +263,13 @@ impl Worker {
     }
 
     /// Run one claimed attempt and record how it ended.
-    fn run_claim(&self, dags: &HashMap<String, Arc<Dag>>, claim: Claim, shared: &Shared) {
+    fn run_claim(
+        &self,
+        dags: &HashMap<String, Arc<Dag>>,
+        claim: Claim,
+        cancel: Arc<AtomicBool>,
+        shared: &Shared,
+    ) {
         let _running = Running {
             shared,
             token: claim.token,
@@ -261,7 +279,7 @@ impl Worker {
         };
         let started = Instant::now();
         let outcome = match dag.task(&claim.task) {
-            Some(task) => self.attempt(dag, task, &claim),
+            Some(task) => self.attempt(dag, task, &claim, cancel),
             None => Outcome::Failure(format!("no task {} in DAG {}", claim.task, dag.id)),
         };
         tracing::info!(dag = %claim.dag, run = %claim.run_id, task = %claim.task,
@@ -282,7 +300,7 @@ impl Worker {
 
     /// The outcome of one attempt: templated fields, then the executor
     /// (or one poke of a sensor).
-    fn attempt(&self, dag: &Dag, task: &Task, claim: &Claim) -> Outcome {
+    fn attempt(&self, dag: &Dag, task: &Task, claim: &Claim, cancel: Arc<AtomicBool>) -> Outcome {
         let spec = RunSpec {
             run_id: claim.run_id.clone(),
             interval: claim.interval,
@@ -315,6 +333,7 @@ impl Worker {
             env,
             number: claim.attempt,
             interval: claim.interval,
+            cancel: Some(cancel),
         };
         match self.executor.execute(&attempt) {
             Ok(output) => Outcome::Success(output),

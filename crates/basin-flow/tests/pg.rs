@@ -298,3 +298,69 @@ fn a_lost_task_without_retries_fails_its_run() {
         "failed"
     );
 }
+
+/// Waits on attempt 1 until it is cancelled (noting that it was); later
+/// attempts succeed at once.
+#[derive(Default)]
+struct Stubborn {
+    cancelled: AtomicBool,
+}
+
+impl Executor for Stubborn {
+    fn execute(&self, a: &Attempt) -> Result<String, String> {
+        if a.number > 1 {
+            return Ok("second".into());
+        }
+        let cancel = a.cancel.as_ref().expect("workers pass a cancel flag");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if cancel.load(Ordering::Relaxed) {
+                self.cancelled.store(true, Ordering::Relaxed);
+                return Err("cancelled".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok("never cancelled".into())
+    }
+}
+
+/// A worker that learns (by heartbeat) that its claim was taken away
+/// cancels the attempt it is running, so it does not run beside the
+/// attempt that replaces it; the task then succeeds on attempt 2.
+#[test]
+fn a_worker_cancels_an_attempt_whose_claim_was_taken_away() {
+    let url = fresh_url();
+    let dir = tempfile::tempdir().unwrap();
+    let dag = dag_folder(
+        dir.path(),
+        "slow",
+        "[tasks.only]\nkind = \"shell\"\ncommand = \"x\"\nretries = 1\nretry_delay = \"0s\"\n",
+    );
+    let store = PgStore::connect(&url).unwrap();
+    store.create_run(&manual_run("slow", "r1")).unwrap();
+    let executor = Arc::new(Stubborn::default());
+    let mut options = WorkerOptions::new(1);
+    options.heartbeat = Duration::from_millis(100);
+    let worker = Worker::new(&url, dir.path(), executor.clone(), options);
+    let stop = AtomicBool::new(false);
+    let dags: HashMap<String, Arc<Dag>> = [("slow".to_string(), Arc::new(dag))].into();
+    std::thread::scope(|s| {
+        s.spawn(|| worker.run(&stop).unwrap());
+        let mut scheduler = PgScheduler::connect(&url, dir.path(), Arc::new(SystemClock)).unwrap();
+        scheduler.tick().unwrap();
+        // Take the claim as a scheduler whose timeout is shorter than the
+        // heartbeat would: the worker looks silent.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store.reap(&dags, Duration::from_millis(20)).unwrap() == 0 {
+            assert!(Instant::now() < deadline, "the task was never running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let state = wait_for_run(&store, "slow", "r1", Duration::from_secs(60));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(state, "success");
+    });
+    assert!(executor.cancelled.load(Ordering::Relaxed));
+    let tasks = store.finished_tasks("slow", "r1").unwrap();
+    assert_eq!(tasks["only"].output.as_deref(), Some("second"));
+    assert_eq!(tasks["only"].attempts, 2);
+}

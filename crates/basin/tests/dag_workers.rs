@@ -108,6 +108,22 @@ impl Setup {
         self.procs[i].wait().unwrap();
     }
 
+    /// `basin ARGS --dags <folder>`: its stdout; it must succeed.
+    fn basin(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+            .args(args)
+            .arg("--dags")
+            .arg(self.path("dags"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// `basin dag trigger DAG`.
     fn trigger(&self, dag: &str) {
         let out = Command::new(env!("CARGO_BIN_EXE_basin"))
@@ -232,6 +248,45 @@ fn two_workers_run_every_task_exactly_once() {
     let attempts =
         s.query("SELECT count(*), max(attempts) FROM $s.flow_tasks WHERE state = 'success'");
     assert_eq!(attempts, ["32,1"]);
+    let runs = s.basin(&["dag", "runs", "many", "--metadata", &s.url]);
+    assert!(runs.contains(" success "), "{runs}");
+    let join = runs.lines().find(|l| l.starts_with("join ")).unwrap();
+    assert_eq!(join.split_whitespace().collect::<Vec<_>>(), ["join", "S"]);
+}
+
+/// A bad --metadata names what is wrong, before anything starts.
+#[test]
+fn bad_metadata_urls_are_refused_with_the_reason() {
+    let s = Setup::new();
+    s.dag("x", "[tasks.a]\nkind = \"shell\"\ncommand = \"true\"\n");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+            .args(args)
+            .arg("--dags")
+            .arg(s.path("dags"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = run(&["worker", "--metadata", "mysql://u@h/db"]);
+    assert!(
+        e.contains("--metadata 'mysql://u@h/db': not a PostgreSQL URL"),
+        "{e}"
+    );
+    let e = run(&[
+        "dag",
+        "scheduler",
+        "--metadata",
+        "postgres://u:secret@127.0.0.1:1/flow",
+    ]);
+    assert!(
+        e.contains("cannot connect to PostgreSQL at 127.0.0.1:1/flow"),
+        "{e}"
+    );
+    assert!(!e.contains("secret"), "{e}");
+    let e = run(&["dag", "pause", "x", "--metadata", "postgres://u@h:port/db"]);
+    assert!(e.contains("invalid value for option `port`"), "{e}");
 }
 
 #[test]

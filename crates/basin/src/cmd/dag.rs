@@ -304,12 +304,13 @@ fn spawn_pg_scheduler(args: &SchedulerArgs, url: &str) -> Result<RunningSchedule
     }));
     let worker = (!args.no_local_worker).then(|| {
         let executor = Arc::new(BinExecutor::new(&args.data_dir, Some(url)));
-        Worker::new(
-            url,
-            &args.folder.dags,
-            executor,
-            WorkerOptions::new(args.concurrency),
-        )
+        let mut options = WorkerOptions::new(args.concurrency);
+        // Beat well within the timeout the reaper applies.
+        options.heartbeat = (args.heartbeat_timeout / 10).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(1),
+        );
+        Worker::new(url, &args.folder.dags, executor, options)
     });
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
