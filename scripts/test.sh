@@ -160,7 +160,8 @@ prune_stale_test_binaries() {
     xargs -r rm -f
 }
 prune_stale_test_binaries
-df -h "$CARGO_TARGET_DIR" | tail -1
+mkdir -p "$CARGO_TARGET_DIR"
+df -h "$CARGO_TARGET_DIR" | tail -1 || true
 
 run_step "cargo build (dev)" cargo build --workspace --bins
 BUILD_OK=0
