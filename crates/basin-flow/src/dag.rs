@@ -48,7 +48,9 @@ pub enum TaskKind {
     Shell,
     /// Train a model (needs the ML crate).
     Train,
-    /// Wait until `path` exists (a file, or a lake partition's folder),
+    /// Wait until `path` exists (a file, or a lake partition's folder), or
+    /// until every partition of `topic` holds a record at or after the end
+    /// of the data interval (its event-time watermark passed the end),
     /// checking every `poke_interval`, for at most `timeout`; a waiting
     /// sensor does not take one of the run's task slots.
     Sensor,
@@ -87,7 +89,7 @@ impl TaskKind {
             TaskKind::Pipeline => &[&["file"]],
             TaskKind::Shell => &[&["command"]],
             TaskKind::Train => &[&["sql"]],
-            TaskKind::Sensor => &[&["path"]],
+            TaskKind::Sensor => &[&["path", "topic"]],
             TaskKind::Trigger => &[&["dag"]],
         }
     }
@@ -99,7 +101,7 @@ pub struct Task {
     pub id: String,
     pub kind: TaskKind,
     /// Kind-specific text fields (`sql`, `file`, `command`, `cwd`, `path`,
-    /// `dag`, `mode`), templated before each run.
+    /// `topic`, `dag`, `mode`), templated before each run.
     pub fields: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
     pub depends_on: Vec<String>,
@@ -121,7 +123,7 @@ pub struct Dag {
     pub catchup: bool,
     pub max_active_runs: usize,
     pub params: BTreeMap<String, String>,
-    /// Datasets (`lake.<table>`) whose updates trigger a run.
+    /// Datasets (`lake.<table>`, `topic.<name>`) whose updates trigger a run.
     pub on_update: Vec<String>,
     /// In dependency order (every task after its upstreams).
     pub tasks: Vec<Task>,
@@ -169,6 +171,7 @@ struct TaskFile {
     command: Option<String>,
     cwd: Option<String>,
     path: Option<String>,
+    topic: Option<String>,
     dag: Option<String>,
     mode: Option<String>,
     poke_interval: Option<String>,
@@ -275,10 +278,13 @@ pub fn parse(id: &str, file: &Path, text: &str) -> Result<Dag> {
     let tasks = in_dependency_order(tasks, &raw, &loc)?;
     for d in &raw.on_update {
         let name = d.get_ref();
-        if !name.starts_with("lake.") || name.len() <= 5 {
+        let named = |prefix: &str| name.strip_prefix(prefix).is_some_and(|n| !n.is_empty());
+        if !named("lake.") && !named("topic.") {
             return Err(loc.spanned(
                 d,
-                format!("on_update: '{name}' is not a lake table (lake.<name>)"),
+                format!(
+                    "on_update: '{name}' is not a lake table (lake.<name>) or a topic (topic.<name>)"
+                ),
             ));
         }
     }
@@ -361,6 +367,7 @@ fn task_of(id: &str, def: &Spanned<TaskFile>, loc: &Located) -> Result<Task> {
         ("command", &t.command),
         ("cwd", &t.cwd),
         ("path", &t.path),
+        ("topic", &t.topic),
         ("dag", &t.dag),
         ("mode", &t.mode),
         ("poke_interval", &t.poke_interval),

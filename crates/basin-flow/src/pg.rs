@@ -1,7 +1,7 @@
 //! Orchestrator state in PostgreSQL (`--metadata postgres://...`), shared
 //! by schedulers and workers in several processes or machines. The tables
 //! (`flow_dags`, `flow_runs`, `flow_dataset_versions`, `flow_tasks`,
-//! `flow_attempts`, `flow_workers`) are created on first use. A
+//! `flow_attempts`, `flow_workers`, `flow_pools`) are created on first use. A
 //! `schema=NAME` parameter in the URL puts them in that schema (created if
 //! missing); its notification channel is then `basin_flow_NAME`, so
 //! several installations (or tests) share one database without seeing
@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS flow_tasks (
     claim_token BIGINT, worker TEXT, heartbeat_at TIMESTAMPTZ,
     started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ,
     output TEXT, error TEXT, duration_ms BIGINT NOT NULL DEFAULT 0,
+    pool TEXT, max_active INTEGER,
     PRIMARY KEY (dag, run_id, task));
+CREATE TABLE IF NOT EXISTS flow_pools (pool TEXT PRIMARY KEY, slots INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS flow_tasks_queued ON flow_tasks (not_before) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS flow_tasks_running ON flow_tasks (heartbeat_at) WHERE state = 'running';
 CREATE SEQUENCE IF NOT EXISTS flow_claims;
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS flow_attempts (
     attempt INTEGER NOT NULL, worker TEXT NOT NULL,
     started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ,
     outcome TEXT NOT NULL DEFAULT 'running', error TEXT);
+ALTER TABLE flow_attempts ADD COLUMN IF NOT EXISTS log TEXT;
 CREATE TABLE IF NOT EXISTS flow_workers (
     worker TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, heartbeat_at TIMESTAMPTZ NOT NULL);
 ";

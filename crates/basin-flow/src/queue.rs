@@ -57,6 +57,174 @@ pub enum Outcome {
     Poke(Duration),
 }
 
+/// What [`PgStore::claim_next`] found.
+#[derive(Debug)]
+pub enum Claimed {
+    Task(Box<Claim>),
+    /// Nothing is queued and due.
+    Nothing,
+    /// Queued tasks are due but their pools or `max_active` are full
+    /// (wait for a notification), or another claimer is deciding on the
+    /// same limit (`contended`: try again soon).
+    Held {
+        contended: bool,
+    },
+}
+
+/// Queued task instances looked at per claim.
+const CANDIDATES: usize = 16;
+
+/// A queued task instance that a claim looks at.
+struct Candidate {
+    not_before: DateTime<Utc>,
+    dag: String,
+    run_id: String,
+    task: String,
+    pool: Option<String>,
+    max_active: Option<i32>,
+}
+
+enum Room {
+    Yes,
+    Full,
+    Contended,
+}
+
+/// Lock the next queued, due candidate after `after` (in due order).
+fn next_candidate(
+    tx: &mut Transaction,
+    dags: &[String],
+    after: Option<&Candidate>,
+) -> Result<Option<Candidate>> {
+    let (t, d, r, k) = match after {
+        Some(c) => (
+            Some(c.not_before),
+            Some(&c.dag),
+            Some(&c.run_id),
+            Some(&c.task),
+        ),
+        None => (None, None, None, None),
+    };
+    let row = tx
+        .query_opt(
+            "SELECT not_before, dag, run_id, task, pool, max_active FROM flow_tasks
+             WHERE state = 'queued' AND not_before <= clock_timestamp() AND dag = ANY($1)
+             AND ($2::timestamptz IS NULL
+                  OR (not_before, dag, run_id, task) > ($2, $3::text, $4::text, $5::text))
+             ORDER BY not_before, dag, run_id, task LIMIT 1 FOR UPDATE SKIP LOCKED",
+            &[&dags, &t, &d, &r, &k],
+        )
+        .map_err(sql)?;
+    Ok(row.map(|r| Candidate {
+        not_before: r.get(0),
+        dag: r.get(1),
+        run_id: r.get(2),
+        task: r.get(3),
+        pool: r.get(4),
+        max_active: r.get(5),
+    }))
+}
+
+/// Whether `c`'s pool and `max_active` have room. Each limit is decided
+/// under a transaction-level advisory lock, so two claimers never both
+/// take its last slot; one that finds the lock taken reports contention.
+fn room(tx: &mut Transaction, channel: &str, c: &Candidate) -> Result<Room> {
+    if let Some(pool) = &c.pool {
+        let size = tx
+            .query_opt("SELECT slots FROM flow_pools WHERE pool = $1", &[pool])
+            .map_err(sql)?
+            .map(|r| r.get::<_, i32>(0));
+        if let Some(size) = size {
+            if !try_lock(tx, &format!("{channel}:pool:{pool}"))? {
+                return Ok(Room::Contended);
+            }
+            let n: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM flow_tasks WHERE state = 'running' AND pool = $1",
+                    &[pool],
+                )
+                .map_err(sql)?
+                .get(0);
+            if n >= i64::from(size.max(1)) {
+                return Ok(Room::Full);
+            }
+        }
+    }
+    if let Some(max) = c.max_active {
+        if !try_lock(tx, &format!("{channel}:task:{}.{}", c.dag, c.task))? {
+            return Ok(Room::Contended);
+        }
+        let n: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM flow_tasks WHERE state = 'running' AND dag = $1 AND task = $2",
+                &[&c.dag, &c.task],
+            )
+            .map_err(sql)?
+            .get(0);
+        if n >= i64::from(max.max(1)) {
+            return Ok(Room::Full);
+        }
+    }
+    Ok(Room::Yes)
+}
+
+fn try_lock(tx: &mut Transaction, key: &str) -> Result<bool> {
+    let row = tx
+        .query_one("SELECT pg_try_advisory_xact_lock(hashtext($1))", &[&key])
+        .map_err(sql)?;
+    Ok(row.get(0))
+}
+
+/// Claim the locked candidate `c` for `worker`: a new attempt and token.
+fn take(tx: &mut Transaction, worker: &str, c: &Candidate) -> Result<Claim> {
+    let row = tx
+        .query_one(
+            "UPDATE flow_tasks SET state = 'running', attempts = attempts + 1,
+               claim_token = nextval('flow_claims'), worker = $4,
+               heartbeat_at = clock_timestamp(), started_at = clock_timestamp()
+             WHERE dag = $1 AND run_id = $2 AND task = $3
+             RETURNING attempts, claim_token, queued_at",
+            &[&c.dag, &c.run_id, &c.task, &worker],
+        )
+        .map_err(sql)?;
+    let (attempt, token): (i32, i64) = (row.get(0), row.get(1));
+    tx.execute(
+        "INSERT INTO flow_attempts (claim_token, dag, run_id, task, attempt, worker, started_at)
+         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())",
+        &[&token, &c.dag, &c.run_id, &c.task, &attempt, &worker],
+    )
+    .map_err(sql)?;
+    let run = tx
+        .query_one(
+            "SELECT dag, run_id, kind, interval_start, interval_end, params, state
+             FROM flow_runs WHERE dag = $1 AND run_id = $2",
+            &[&c.dag, &c.run_id],
+        )
+        .map_err(sql)?;
+    let run = run_row(&run);
+    let outputs = tx
+        .query(
+            "SELECT task, output FROM flow_tasks WHERE dag = $1 AND run_id = $2
+             AND state = 'success' AND output IS NOT NULL",
+            &[&c.dag, &c.run_id],
+        )
+        .map_err(sql)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(Claim {
+        dag: c.dag.clone(),
+        run_id: c.run_id.clone(),
+        task: c.task.clone(),
+        attempt: attempt as u32,
+        token,
+        interval: run.interval,
+        params: run.params,
+        outputs,
+        queued_at: row.get(2),
+    })
+}
+
 fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -219,11 +387,18 @@ impl PgStore {
             .iter()
             .map(|t| t.retry.retries.saturating_add(1).min(i32::MAX as u32) as i32)
             .collect();
+        let pools: Vec<Option<String>> = dag.tasks.iter().map(|t| t.pool.clone()).collect();
+        let active: Vec<Option<i32>> = dag
+            .tasks
+            .iter()
+            .map(|t| t.max_active.map(|m| m.min(i32::MAX as usize) as i32))
+            .collect();
         tx.execute(
-            "INSERT INTO flow_tasks (dag, run_id, task, state, max_attempts)
-             SELECT $1, $2, t, 'pending', m FROM unnest($3::text[], $4::int[]) AS u(t, m)
+            "INSERT INTO flow_tasks (dag, run_id, task, state, max_attempts, pool, max_active)
+             SELECT $1, $2, t, 'pending', m, p, a
+             FROM unnest($3::text[], $4::int[], $5::text[], $6::int[]) AS u(t, m, p, a)
              ON CONFLICT DO NOTHING",
-            &[&run.dag, &run.run_id, &tasks, &max],
+            &[&run.dag, &run.run_id, &tasks, &max, &pools, &active],
         )
         .map_err(sql)?;
         tx.execute(
@@ -237,66 +412,64 @@ impl PgStore {
         Ok(true)
     }
 
-    /// Claim the queued task instance due first among `dags`, for `worker`.
+    /// Claim the queued task instance due first among `dags`, for
+    /// `worker`; `None` when none may run now.
     pub fn claim(&self, worker: &str, dags: &[String]) -> Result<Option<Claim>> {
+        Ok(match self.claim_next(worker, dags)? {
+            Claimed::Task(c) => Some(*c),
+            Claimed::Nothing | Claimed::Held { .. } => None,
+        })
+    }
+
+    /// Claim the queued task instance due first among `dags` whose pool
+    /// and `max_active` have room. Candidates are locked one at a time
+    /// (`FOR UPDATE SKIP LOCKED`), each in a savepoint that is rolled back,
+    /// releasing it, when it may not run.
+    pub fn claim_next(&self, worker: &str, dags: &[String]) -> Result<Claimed> {
         let mut client = self.client();
         let mut tx = client.transaction().map_err(sql)?;
-        let row = tx
-            .query_opt(
-                "WITH c AS (
-                   SELECT dag, run_id, task FROM flow_tasks
-                   WHERE state = 'queued' AND not_before <= clock_timestamp() AND dag = ANY($2)
-                   ORDER BY not_before LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 UPDATE flow_tasks t SET state = 'running', attempts = t.attempts + 1,
-                   claim_token = nextval('flow_claims'), worker = $1,
-                   heartbeat_at = clock_timestamp(), started_at = clock_timestamp()
-                 FROM c WHERE t.dag = c.dag AND t.run_id = c.run_id AND t.task = c.task
-                 RETURNING t.dag, t.run_id, t.task, t.attempts, t.claim_token, t.queued_at",
-                &[&worker, &dags],
-            )
-            .map_err(sql)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let (dag, run_id, task): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        let attempt: i32 = row.get(3);
-        let token: i64 = row.get(4);
-        tx.execute(
-            "INSERT INTO flow_attempts (claim_token, dag, run_id, task, attempt, worker, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())",
-            &[&token, &dag, &run_id, &task, &attempt, &worker],
-        )
-        .map_err(sql)?;
-        let run = tx
-            .query_one(
-                "SELECT dag, run_id, kind, interval_start, interval_end, params, state
-                 FROM flow_runs WHERE dag = $1 AND run_id = $2",
-                &[&dag, &run_id],
-            )
-            .map_err(sql)?;
-        let run = run_row(&run);
-        let outputs = tx
-            .query(
-                "SELECT task, output FROM flow_tasks WHERE dag = $1 AND run_id = $2
-                 AND state = 'success' AND output IS NOT NULL",
-                &[&dag, &run_id],
-            )
-            .map_err(sql)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let mut after: Option<Candidate> = None;
+        let mut held: Option<bool> = None;
+        for _ in 0..CANDIDATES {
+            let mut sp = tx.transaction().map_err(sql)?;
+            let Some(c) = next_candidate(&mut sp, dags, after.as_ref())? else {
+                break;
+            };
+            match room(&mut sp, &self.channel, &c)? {
+                Room::Yes => {
+                    let claim = take(&mut sp, worker, &c)?;
+                    sp.commit().map_err(sql)?;
+                    tx.commit().map_err(sql)?;
+                    return Ok(Claimed::Task(Box::new(claim)));
+                }
+                Room::Full => held = Some(held.unwrap_or(false)),
+                Room::Contended => held = Some(true),
+            }
+            drop(sp);
+            after = Some(c);
+        }
         tx.commit().map_err(sql)?;
-        Ok(Some(Claim {
-            dag,
-            run_id,
-            task,
-            attempt: attempt as u32,
-            token,
-            interval: run.interval,
-            params: run.params,
-            outputs,
-            queued_at: row.get(5),
-        }))
+        Ok(match held {
+            Some(contended) => Claimed::Held { contended },
+            None => Claimed::Nothing,
+        })
+    }
+
+    /// Size the named pools shared by every worker (a pool not named here
+    /// limits nothing).
+    pub fn set_pools(&self, pools: &[(String, usize)]) -> Result<()> {
+        let mut client = self.client();
+        for (pool, slots) in pools {
+            let slots = (*slots).min(i32::MAX as usize) as i32;
+            client
+                .execute(
+                    "INSERT INTO flow_pools (pool, slots) VALUES ($1, $2)
+                     ON CONFLICT (pool) DO UPDATE SET slots = excluded.slots",
+                    &[pool, &slots],
+                )
+                .map_err(sql)?;
+        }
+        Ok(())
     }
 
     /// Heartbeat the claims `tokens` of `worker`; the tokens still held
@@ -337,7 +510,8 @@ impl PgStore {
         lock_run(&mut tx, &claim.dag, &claim.run_id)?;
         let held = tx
             .query_opt(
-                "SELECT attempts, max_attempts FROM flow_tasks
+                "SELECT attempts, max_attempts, pool IS NOT NULL OR max_active IS NOT NULL
+                 FROM flow_tasks
                  WHERE dag = $1 AND run_id = $2 AND task = $3
                  AND claim_token = $4 AND state = 'running' FOR UPDATE",
                 &[&claim.dag, &claim.run_id, &claim.task, &claim.token],
@@ -388,6 +562,10 @@ impl PgStore {
                 .map_err(sql)?;
                 end_attempt(&mut tx, claim.token, "poked", None)?;
             }
+        }
+        if held.get::<_, bool>(2) {
+            // A slot of its pool or task limit is free: wake held claims.
+            notify(&mut tx, &self.channel)?;
         }
         propagate(&mut tx, dag, &claim.run_id, &self.channel)?;
         tx.commit().map_err(sql)?;
@@ -487,4 +665,52 @@ impl PgStore {
         let secs: Option<f64> = row.get(0);
         Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
     }
+
+    /// Keep the log of the attempt holding claim `token` (its worker read
+    /// it when the attempt ended), so it can be read from any machine.
+    pub fn save_log(&self, token: i64, log: &str) -> Result<()> {
+        self.client()
+            .execute(
+                "UPDATE flow_attempts SET log = $2 WHERE claim_token = $1",
+                &[&token, &log],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// An attempt of a task as recorded (the latest unless `attempt`).
+    pub fn attempt_log(
+        &self,
+        (dag, run_id, task): (&str, &str, &str),
+        attempt: Option<u32>,
+    ) -> Result<Option<AttemptLog>> {
+        let attempt = attempt.map(|a| a.min(i32::MAX as u32) as i32);
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT attempt, worker, outcome, log FROM flow_attempts
+                 WHERE dag = $1 AND run_id = $2 AND task = $3
+                 AND ($4::int IS NULL OR attempt = $4)
+                 ORDER BY attempt DESC, claim_token DESC LIMIT 1",
+                &[&dag, &run_id, &task, &attempt],
+            )
+            .map_err(sql)?;
+        Ok(row.map(|r| AttemptLog {
+            attempt: r.get::<_, i32>(0) as u32,
+            worker: r.get(1),
+            outcome: r.get(2),
+            log: r.get(3),
+        }))
+    }
+}
+
+/// One attempt's record and the log its worker stored.
+#[derive(Debug, Clone)]
+pub struct AttemptLog {
+    pub attempt: u32,
+    pub worker: String,
+    /// `running`, `success`, `failed`, `lost` or `poked`.
+    pub outcome: String,
+    /// `None` while it runs, or when its executor keeps no log.
+    pub log: Option<String>,
 }

@@ -61,6 +61,29 @@ pub struct Attempt<'a> {
 pub trait Executor: Send + Sync {
     /// Run one attempt: its small output, or why it failed.
     fn execute(&self, attempt: &Attempt) -> Result<String, String>;
+
+    /// The log of an attempt that has ended, if this executor keeps one;
+    /// workers store it with the attempt so `basin dag logs` finds it
+    /// wherever the attempt ran.
+    fn log(&self, _attempt: &Attempt) -> Option<String> {
+        None
+    }
+
+    /// One look of a sensor: what it found once its condition holds,
+    /// `None` while it does not. Built in: `path` sensors; the binary adds
+    /// `topic` ones.
+    fn poke(&self, attempt: &Attempt) -> Result<Option<String>, String> {
+        path_poke(&attempt.fields)
+    }
+}
+
+/// A `path` sensor's look: the path, once it exists.
+pub fn path_poke(fields: &BTreeMap<String, String>) -> Result<Option<String>, String> {
+    match (fields.get("path"), fields.get("topic")) {
+        (Some(path), _) => Ok(std::path::Path::new(path).exists().then(|| path.clone())),
+        (None, Some(_)) => Err("topic sensors need the basin binary's executor".into()),
+        (None, None) => Err("a sensor needs path or topic".into()),
+    }
 }
 
 /// How one task of a run ended.
@@ -245,28 +268,43 @@ pub(crate) fn is_sensor(task: &Task) -> bool {
     task.kind == TaskKind::Sensor
 }
 
-/// A sensor: poke until its path exists or its timeout (default 1 h)
-/// passes, sleeping on the clock in between.
-fn run_sensor(
-    task: &Task,
-    fields: &BTreeMap<String, String>,
-    clock: &dyn Clock,
-) -> Result<String, String> {
-    let path = fields.get("path").ok_or("a sensor needs path")?;
-    let poke = fields
+/// A sensor's poke interval (default 30 s).
+pub(crate) fn poke_interval(fields: &BTreeMap<String, String>) -> Result<Duration, String> {
+    Ok(fields
         .get("poke_interval")
         .map(|p| crate::dag::parse_duration(p))
         .transpose()
         .map_err(|e| format!("poke_interval: {e}"))?
-        .unwrap_or(Duration::from_secs(30));
+        .unwrap_or(Duration::from_secs(30)))
+}
+
+/// What a sensor waits for, for messages.
+pub(crate) fn sensor_target(fields: &BTreeMap<String, String>) -> String {
+    match (fields.get("path"), fields.get("topic")) {
+        (Some(path), _) => format!("{path} did not appear"),
+        (None, Some(topic)) => format!("topic {topic} did not reach the end of the data interval"),
+        (None, None) => "nothing to wait for".into(),
+    }
+}
+
+/// A sensor: poke until its condition holds or its timeout (default 1 h)
+/// passes, sleeping on the clock in between.
+fn run_sensor(
+    task: &Task,
+    attempt: &Attempt,
+    executor: &dyn Executor,
+    clock: &dyn Clock,
+) -> Result<String, String> {
+    let poke = poke_interval(&attempt.fields)?;
     let timeout = task.timeout.unwrap_or(Duration::from_secs(3600));
     let mut waited = Duration::ZERO;
     loop {
-        if std::path::Path::new(path).exists() {
-            return Ok(path.clone());
+        if let Some(found) = executor.poke(attempt)? {
+            return Ok(found);
         }
         if waited >= timeout {
-            return Err(format!("sensor: {path} did not appear within {timeout:?}"));
+            let what = sensor_target(&attempt.fields);
+            return Err(format!("sensor: {what} within {timeout:?}"));
         }
         clock.sleep(poke);
         waited += poke;
@@ -307,7 +345,7 @@ fn run_task(
             cancel: None,
         };
         let outcome = if is_sensor(task) {
-            run_sensor(task, &attempt.fields, clock)
+            run_sensor(task, &attempt, executor, clock)
         } else {
             let _held = spec.slots.as_ref().map(|s| s.acquire(&dag.id, task));
             executor.execute(&attempt)

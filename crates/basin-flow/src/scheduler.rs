@@ -337,6 +337,11 @@ impl PgScheduler {
         })
     }
 
+    /// Size the pools shared by all workers (`--pool db=2`).
+    pub fn set_pools(&self, pools: &[(String, usize)]) -> Result<()> {
+        self.store.set_pools(pools)
+    }
+
     /// One pass: queue due runs, start what may start, reap silent workers.
     pub fn tick(&mut self) -> Result<()> {
         let dags = load_folder(&self.dags_dir);

@@ -111,7 +111,8 @@ fn wait(
     }
 }
 
-fn log_path(dir: &Path, a: &Attempt) -> PathBuf {
+/// Where the log of attempt `a` is written under `dir`.
+pub fn log_path(dir: &Path, a: &Attempt) -> PathBuf {
     log_dir(dir, a.dag, a.run_id).join(format!("{}.{}.log", a.task.id, a.number))
 }
 
@@ -119,6 +120,17 @@ fn log_path(dir: &Path, a: &Attempt) -> PathBuf {
 /// each attempt's log is `<task>.<attempt>.log` in it.
 pub fn log_dir(dir: &Path, dag: &str, run_id: &str) -> PathBuf {
     dir.join(dag).join(run_id.replace([':', '/'], "_"))
+}
+
+/// The last `max` bytes of the log at `path` (cut at a character
+/// boundary), `None` if there is none.
+pub fn log_tail(path: &Path, max: usize) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut from = bytes.len().saturating_sub(max);
+    while from < bytes.len() && (bytes[from] & 0xC0) == 0x80 {
+        from += 1;
+    }
+    Some(String::from_utf8_lossy(&bytes[from..]).into_owned())
 }
 
 fn tempfile_dir() -> Result<PathBuf, String> {

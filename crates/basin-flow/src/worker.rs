@@ -21,8 +21,10 @@ use chrono::Utc;
 use crate::dag::{Dag, Task};
 use crate::error::Result;
 use crate::pg::PgStore;
-use crate::queue::{Claim, Outcome};
-use crate::run::{is_sensor, render_all, task_vars, Attempt, Executor, RunSpec};
+use crate::queue::{Claim, Claimed, Outcome};
+use crate::run::{
+    is_sensor, poke_interval, render_all, sensor_target, task_vars, Attempt, Executor, RunSpec,
+};
 use crate::scheduler::load_folder;
 
 /// How a worker behaves.
@@ -151,17 +153,25 @@ impl Worker {
         let mut dags = Arc::new(load_folder(&self.dags_dir));
         while self.wait_for_slot(shared, stop) {
             let names: Vec<String> = dags.keys().cloned().collect();
-            match claims.claim(&self.options.id, &names) {
-                Ok(Some(claim)) => {
+            match claims.claim_next(&self.options.id, &names) {
+                Ok(Claimed::Task(claim)) => {
+                    let claim = *claim;
                     *lock(&shared.busy) += 1;
                     let cancel = Arc::new(AtomicBool::new(false));
                     lock(&shared.tokens).insert(claim.token, cancel.clone());
                     let dags = dags.clone();
                     scope.spawn(move || self.run_claim(&dags, claim, cancel, shared));
                 }
-                Ok(None) => {
+                Ok(Claimed::Held { contended: true }) => {
+                    // Another claimer is deciding on the same limit.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(found) => {
                     dags = Arc::new(load_folder(&self.dags_dir));
-                    if let Err(e) = self.idle(&listener, &claims, &names, stop) {
+                    // Held by full limits: only a notification (a slot
+                    // freed) or the poll can change that.
+                    let due = matches!(found, Claimed::Nothing);
+                    if let Err(e) = self.idle(&listener, &claims, (&names, due), stop) {
                         tracing::warn!(error = %e, "worker lost its listening connection");
                         let Some(l) = self.reconnect(stop, true) else {
                             break;
@@ -196,15 +206,19 @@ impl Worker {
         !stop.load(Ordering::Relaxed)
     }
 
-    /// Sleep until notified, a retry is due, the fallback poll or `stop`.
+    /// Sleep until notified, the fallback poll or `stop`, or (with
+    /// `due`) until a queued task's retry backoff ends.
     fn idle(
         &self,
         listener: &PgStore,
         claims: &PgStore,
-        names: &[String],
+        (names, due): (&[String], bool),
         stop: &AtomicBool,
     ) -> Result<()> {
-        let due = claims.next_due(names)?.unwrap_or(self.options.poll);
+        let due = match due {
+            true => claims.next_due(names)?.unwrap_or(self.options.poll),
+            false => self.options.poll,
+        };
         let deadline = Instant::now() + due.min(self.options.poll);
         while !stop.load(Ordering::Relaxed) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -278,9 +292,12 @@ impl Worker {
             return; // not claimable: only this folder's DAGs are claimed
         };
         let started = Instant::now();
-        let outcome = match dag.task(&claim.task) {
+        let (outcome, log) = match dag.task(&claim.task) {
             Some(task) => self.attempt(dag, task, &claim, cancel),
-            None => Outcome::Failure(format!("no task {} in DAG {}", claim.task, dag.id)),
+            None => (
+                Outcome::Failure(format!("no task {} in DAG {}", claim.task, dag.id)),
+                None,
+            ),
         };
         tracing::info!(dag = %claim.dag, run = %claim.run_id, task = %claim.task,
             attempt = claim.attempt, outcome = ?outcome, "attempt ended");
@@ -289,6 +306,9 @@ impl Worker {
             .pop()
             .map_or_else(|| PgStore::connect(&self.url), Ok);
         let recorded = store.and_then(|s| {
+            if let Some(log) = &log {
+                s.save_log(claim.token, log)?;
+            }
             s.finish(dag, &claim, &outcome, started.elapsed())?;
             Ok(s)
         });
@@ -299,8 +319,14 @@ impl Worker {
     }
 
     /// The outcome of one attempt: templated fields, then the executor
-    /// (or one poke of a sensor).
-    fn attempt(&self, dag: &Dag, task: &Task, claim: &Claim, cancel: Arc<AtomicBool>) -> Outcome {
+    /// (or one poke of a sensor); and the attempt's log, if kept.
+    fn attempt(
+        &self,
+        dag: &Dag,
+        task: &Task,
+        claim: &Claim,
+        cancel: Arc<AtomicBool>,
+    ) -> (Outcome, Option<String>) {
         let spec = RunSpec {
             run_id: claim.run_id.clone(),
             interval: claim.interval,
@@ -320,11 +346,8 @@ impl Worker {
             render_all(&task.fields, &vars).and_then(|f| Ok((f, render_all(&task.env, &vars)?)));
         let (fields, env) = match rendered {
             Ok(r) => r,
-            Err(e) => return Outcome::Failure(e.to_string()),
+            Err(e) => return (Outcome::Failure(e.to_string()), None),
         };
-        if is_sensor(task) {
-            return poke(task, &fields, claim);
-        }
         let attempt = Attempt {
             dag: &dag.id,
             run_id: &claim.run_id,
@@ -335,36 +358,36 @@ impl Worker {
             interval: claim.interval,
             cancel: Some(cancel),
         };
-        match self.executor.execute(&attempt) {
+        if is_sensor(task) {
+            return (poke(self.executor.as_ref(), task, &attempt, claim), None);
+        }
+        let outcome = match self.executor.execute(&attempt) {
             Ok(output) => Outcome::Success(output),
             Err(e) => Outcome::Failure(e),
-        }
+        };
+        (outcome, self.executor.log(&attempt))
     }
 }
 
-/// One look for a sensor's path: done, timed out (from when the sensor
-/// was first queued), or look again after its poke interval.
-fn poke(task: &Task, fields: &BTreeMap<String, String>, claim: &Claim) -> Outcome {
-    let Some(path) = fields.get("path") else {
-        return Outcome::Failure("a sensor needs path".into());
+/// One look of a sensor: done, timed out (from when the sensor was
+/// first queued), or look again after its poke interval.
+fn poke(executor: &dyn Executor, task: &Task, attempt: &Attempt, claim: &Claim) -> Outcome {
+    let every = match poke_interval(&attempt.fields) {
+        Ok(d) => d,
+        Err(e) => return Outcome::Failure(e),
     };
-    if Path::new(path).exists() {
-        return Outcome::Success(path.clone());
+    match executor.poke(attempt) {
+        Ok(Some(found)) => return Outcome::Success(found),
+        Ok(None) => {}
+        Err(e) => return Outcome::Failure(e),
     }
-    let every = match fields
-        .get("poke_interval")
-        .map(|p| crate::dag::parse_duration(p))
-    {
-        Some(Err(e)) => return Outcome::Failure(format!("poke_interval: {e}")),
-        Some(Ok(d)) => d,
-        None => Duration::from_secs(30),
-    };
     let timeout = task.timeout.unwrap_or(Duration::from_secs(3600));
     let waited = claim.queued_at.map_or(Duration::ZERO, |q| {
         (Utc::now() - q).to_std().unwrap_or_default()
     });
     if waited >= timeout {
-        return Outcome::Failure(format!("sensor: {path} did not appear within {timeout:?}"));
+        let what = sensor_target(&attempt.fields);
+        return Outcome::Failure(format!("sensor: {what} within {timeout:?}"));
     }
     Outcome::Poke(every)
 }

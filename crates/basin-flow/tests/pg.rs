@@ -364,3 +364,72 @@ fn a_worker_cancels_an_attempt_whose_claim_was_taken_away() {
     assert_eq!(tasks["only"].output.as_deref(), Some("second"));
     assert_eq!(tasks["only"].attempts, 2);
 }
+
+/// Counts attempts running at once per key (a task's pool, else its id)
+/// and keeps the highest count seen.
+#[derive(Default)]
+struct Gauge {
+    now: Mutex<HashMap<String, usize>>,
+    peak: Mutex<HashMap<String, usize>>,
+}
+
+impl Executor for Gauge {
+    fn execute(&self, a: &Attempt) -> Result<String, String> {
+        let key = a.task.pool.clone().unwrap_or_else(|| a.task.id.clone());
+        {
+            let mut now = self.now.lock().unwrap();
+            let n = now.entry(key.clone()).or_default();
+            *n += 1;
+            let mut peak = self.peak.lock().unwrap();
+            let p = peak.entry(key.clone()).or_default();
+            *p = (*p).max(*n);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        *self.now.lock().unwrap().get_mut(&key).unwrap() -= 1;
+        Ok(String::new())
+    }
+}
+
+/// Pools (sized by the scheduler) and `max_active` bound tasks across
+/// workers and runs: two workers with three slots each never run more
+/// than two `db` tasks, nor two instances of a `max_active = 1` task.
+#[test]
+fn pools_and_max_active_hold_across_workers() {
+    let url = fresh_url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = String::from(
+        "max_active_runs = 3\n[tasks.solo]\nkind = \"shell\"\ncommand = \"x\"\nmax_active = 1\n",
+    );
+    for i in 0..6 {
+        toml.push_str(&format!(
+            "[tasks.db{i}]\nkind = \"shell\"\ncommand = \"x\"\npool = \"db\"\n"
+        ));
+    }
+    dag_folder(dir.path(), "limits", &toml);
+    let store = PgStore::connect(&url).unwrap();
+    for r in ["r1", "r2", "r3"] {
+        store.create_run(&manual_run("limits", r)).unwrap();
+    }
+    let gauge = Arc::new(Gauge::default());
+    let workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::new(&url, dir.path(), gauge.clone(), WorkerOptions::new(3)))
+        .collect();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for w in &workers {
+            s.spawn(|| w.run(&stop).unwrap());
+        }
+        let scheduler = PgScheduler::connect(&url, dir.path(), Arc::new(SystemClock)).unwrap();
+        scheduler.set_pools(&[("db".to_string(), 2)]).unwrap();
+        let mut scheduler = scheduler;
+        scheduler.tick().unwrap();
+        for r in ["r1", "r2", "r3"] {
+            let state = wait_for_run(&store, "limits", r, Duration::from_secs(60));
+            assert_eq!(state, "success");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let peak = gauge.peak.lock().unwrap();
+    assert!(peak["db"] <= 2, "{peak:?}");
+    assert_eq!(peak["solo"], 1, "{peak:?}");
+}

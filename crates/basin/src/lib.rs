@@ -28,8 +28,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Gen(command) => cmd::gen::run(&client, command).await,
         Command::Sql(args) => cmd::sql::run(args).await,
         Command::Pipeline(command) => cmd::pipeline::run(&client, command).await,
-        Command::Dag(command) => cmd::dag::run(command).await,
-        Command::Worker(args) => cmd::worker::run(args).await,
+        Command::Dag(command) => cmd::dag::run(&client, command).await,
+        Command::Worker(args) => cmd::worker::run(&client, args).await,
     }
 }
 

@@ -7,7 +7,8 @@
 //! killed with SIGKILL in the middle of a long task loses it to the other
 //! worker, which finishes the run; a scheduler (with its local worker)
 //! killed mid-run is restarted and finishes the run without running its
-//! succeeded tasks again.
+//! succeeded tasks again; an attempt's log is read from the database
+//! on a machine that did not run it.
 //!
 //! The server comes from `BASIN_TEST_PG_URL` (the test script starts one);
 //! without it, `scripts/pg-test-server.sh` starts or reuses a local one,
@@ -396,4 +397,55 @@ fn a_killed_scheduler_resumes_without_rerunning_succeeded_tasks() {
     );
     let attempts = s.query("SELECT task, attempts FROM $s.flow_tasks ORDER BY task");
     assert_eq!(attempts, ["first,1", "second,2", "third,1"]);
+}
+
+/// `basin dag logs --metadata` reads an attempt's log from the database,
+/// wherever the attempt ran: here on a worker with a data dir of its own,
+/// read from a folder that never saw the task.
+#[test]
+fn logs_of_an_attempt_on_another_worker_come_from_the_database() {
+    let mut s = Setup::new();
+    s.dag(
+        "hello",
+        "[tasks.say]\nkind = \"shell\"\ncommand = \"echo hello from $WORKER_NAME; echo oops >&2\"\n",
+    );
+    s.spawn(
+        "scheduler",
+        &["dag", "scheduler", "--tick", "100ms", "--no-local-worker"],
+    );
+    s.worker("far");
+    s.wait_until("the worker heartbeats", || {
+        s.query("SELECT count(*) FROM $s.flow_workers") == ["1"]
+    });
+    s.trigger("hello");
+    assert_eq!(s.wait_for_run("hello"), "success", "{}", s.logs());
+    let run_id = s
+        .query("SELECT run_id FROM $s.flow_runs WHERE dag = 'hello'")
+        .remove(0);
+    let logs = |metadata: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_basin"));
+        cmd.args(["dag", "logs", "hello", &run_id, "say", "--data-dir"])
+            .arg(s.path("elsewhere"));
+        if metadata {
+            cmd.args(["--metadata", &s.url]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = logs(true);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("hello from far"), "{stdout}");
+    assert!(stdout.contains("oops"), "{stdout}");
+    assert!(
+        stderr.contains("attempt 1 (success, on worker far)"),
+        "{stderr}"
+    );
+    // This machine's data dir has no copy: without --metadata, nothing.
+    let out = logs(false);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no log of task say"), "{stderr}");
 }

@@ -18,6 +18,9 @@ use basin_flow::scheduler::{
 };
 use basin_flow::store::{Metadata, RunRow, Store};
 use basin_flow::worker::{Worker, WorkerOptions};
+
+use crate::client::ClientArgs;
+use crate::cmd::dag_topics::Topics;
 use basin_sql::{Engine, Output};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -58,6 +61,10 @@ pub struct LogsArgs {
     pub attempt: Option<u32>,
     #[arg(long, env = "BASIN_DATA_DIR", default_value = "./basin-data")]
     pub data_dir: PathBuf,
+    /// With --metadata the log comes from the database, where the worker
+    /// that ran the attempt stored it (on whichever machine it ran).
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
 }
 
 /// The DAG folder and the data dir holding the orchestrator's state.
@@ -193,23 +200,46 @@ fn parse_param(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("'{text}' is not key=value"))
 }
 
-pub async fn run(command: DagCommand) -> Result<()> {
+pub async fn run(client: &ClientArgs, command: DagCommand) -> Result<()> {
     match command {
         DagCommand::List(args) => list(&args.dags),
         DagCommand::Show(args) => show(&find(&args.folder.dags, &args.dag)?),
-        DagCommand::Test(args) => test(args).await,
-        DagCommand::Scheduler(args) => scheduler(args).await,
+        DagCommand::Test(args) => test(args, &client.brokers).await,
+        DagCommand::Scheduler(args) => scheduler(args, &client.brokers).await,
         // These may use the (blocking) PostgreSQL client.
         DagCommand::Trigger(args) => block_in_place(|| trigger(args)),
         DagCommand::Backfill(args) => block_in_place(|| backfill(args)),
         DagCommand::Pause(args) => block_in_place(|| set_paused(args, true)),
         DagCommand::Unpause(args) => block_in_place(|| set_paused(args, false)),
         DagCommand::Runs(args) => block_in_place(|| runs(args)),
-        DagCommand::Logs(args) => logs(args),
+        DagCommand::Logs(args) => block_in_place(|| logs(args)),
     }
 }
 
-fn logs(args: LogsArgs) -> Result<()> {
+fn logs(mut args: LogsArgs) -> Result<()> {
+    if let Some(url) = &args.metadata.metadata {
+        let store = PgStore::connect(url)?;
+        let key = (args.dag.as_str(), args.run_id.as_str(), args.task.as_str());
+        let Some(rec) = store.attempt_log(key, args.attempt)? else {
+            bail!(
+                "no attempt of task {} in run {} of {} is recorded in {}",
+                args.task,
+                args.run_id,
+                args.dag,
+                store.shown
+            );
+        };
+        if let Some(text) = rec.log {
+            eprintln!(
+                "{} attempt {} ({}, on worker {})",
+                args.task, rec.attempt, rec.outcome, rec.worker
+            );
+            print!("{text}");
+            return Ok(());
+        }
+        // Still running, or kept no log: look in this machine's data dir.
+        args.attempt = Some(rec.attempt);
+    }
     let dir = basin_flow::shell::log_dir(&args.data_dir.join("dag-logs"), &args.dag, &args.run_id);
     let attempt = match args.attempt {
         Some(n) => n,
@@ -243,8 +273,8 @@ fn store(data_dir: &Path, metadata: &MetadataArgs) -> Result<Box<dyn Metadata>> 
     })
 }
 
-async fn scheduler(args: SchedulerArgs) -> Result<()> {
-    let running = spawn_scheduler(&args)?;
+async fn scheduler(args: SchedulerArgs, brokers: &str) -> Result<()> {
+    let running = spawn_scheduler(&args, brokers)?;
     let flag = running.stop.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -270,20 +300,18 @@ pub struct RunningScheduler {
 }
 
 /// Start the scheduler and its local worker (also used by `basin up`).
-pub fn spawn_scheduler(args: &SchedulerArgs) -> Result<RunningScheduler> {
+pub fn spawn_scheduler(args: &SchedulerArgs, brokers: &str) -> Result<RunningScheduler> {
     if let Some(url) = &args.metadata.metadata {
-        return spawn_pg_scheduler(args, url);
+        return spawn_pg_scheduler(args, url, brokers);
     }
-    let executor = Arc::new(BinExecutor::new(&args.data_dir, None));
+    let executor = Arc::new(BinExecutor::new(&args.data_dir, None, brokers));
     let db = args.data_dir.join("flow.db");
     let mut scheduler = Scheduler::new(&args.folder.dags, &db, executor, Arc::new(SystemClock));
     scheduler.concurrency = args.concurrency;
     scheduler.slots = Arc::new(basin_flow::slots::Slots::new(
         args.pools.iter().cloned().collect(),
     ));
-    scheduler.datasets = Some(Arc::new(LakeDatasets {
-        lake: basin_sql::lake::Lake::open(&args.data_dir)?,
-    }));
+    scheduler.datasets = Some(Arc::new(BinDatasets::open(&args.data_dir, brokers)?));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let tick = args.tick;
@@ -295,15 +323,16 @@ pub fn spawn_scheduler(args: &SchedulerArgs) -> Result<RunningScheduler> {
 }
 
 /// The scheduler over PostgreSQL, and a local worker unless told not to.
-fn spawn_pg_scheduler(args: &SchedulerArgs, url: &str) -> Result<RunningScheduler> {
-    let mut scheduler =
-        block_in_place(|| PgScheduler::connect(url, &args.folder.dags, Arc::new(SystemClock)))?;
+fn spawn_pg_scheduler(args: &SchedulerArgs, url: &str, brokers: &str) -> Result<RunningScheduler> {
+    let mut scheduler = block_in_place(|| {
+        let scheduler = PgScheduler::connect(url, &args.folder.dags, Arc::new(SystemClock))?;
+        scheduler.set_pools(&args.pools)?;
+        Ok::<_, basin_flow::FlowError>(scheduler)
+    })?;
     scheduler.heartbeat_timeout = args.heartbeat_timeout;
-    scheduler.datasets = Some(Arc::new(LakeDatasets {
-        lake: basin_sql::lake::Lake::open(&args.data_dir)?,
-    }));
+    scheduler.datasets = Some(Arc::new(BinDatasets::open(&args.data_dir, brokers)?));
     let worker = (!args.no_local_worker).then(|| {
-        let executor = Arc::new(BinExecutor::new(&args.data_dir, Some(url)));
+        let executor = Arc::new(BinExecutor::new(&args.data_dir, Some(url), brokers));
         let mut options = WorkerOptions::new(args.concurrency);
         // Beat well within the timeout the reaper applies.
         options.heartbeat = (args.heartbeat_timeout / 10).clamp(
@@ -507,7 +536,7 @@ fn show(dag: &Dag) -> Result<()> {
     Ok(())
 }
 
-async fn test(args: TestArgs) -> Result<()> {
+async fn test(args: TestArgs, brokers: &str) -> Result<()> {
     let dag = find(&args.folder.dags, &args.dag)?;
     let at = match &args.date {
         Some(d) => DateTime::parse_from_rfc3339(d)
@@ -527,7 +556,7 @@ async fn test(args: TestArgs) -> Result<()> {
     if let Some(i) = interval {
         eprintln!("data interval {} .. {}", i.start, i.end);
     }
-    let executor = Arc::new(BinExecutor::new(&args.data_dir, None));
+    let executor = Arc::new(BinExecutor::new(&args.data_dir, None, brokers));
     let dag = Arc::new(dag);
     let report = {
         let dag = dag.clone();
@@ -556,13 +585,26 @@ async fn test(args: TestArgs) -> Result<()> {
     Ok(())
 }
 
-/// Lake tables' versions, for DAGs that run `on_update`.
-struct LakeDatasets {
+/// Versions of lake tables and topics, for DAGs that run `on_update`.
+struct BinDatasets {
     lake: basin_sql::lake::Lake,
+    topics: Topics,
 }
 
-impl Datasets for LakeDatasets {
+impl BinDatasets {
+    fn open(data_dir: &Path, brokers: &str) -> Result<BinDatasets> {
+        Ok(BinDatasets {
+            lake: basin_sql::lake::Lake::open(data_dir)?,
+            topics: Topics::new(brokers),
+        })
+    }
+}
+
+impl Datasets for BinDatasets {
     fn version(&self, dataset: &str) -> Option<u64> {
+        if let Some(topic) = dataset.strip_prefix("topic.") {
+            return self.topics.version(topic);
+        }
         let name = dataset.strip_prefix("lake.")?;
         self.lake.meta(name).ok().flatten().map(|m| m.version)
     }
@@ -575,6 +617,8 @@ pub struct BinExecutor {
     runtime: tokio::runtime::Handle,
     /// Where trigger tasks queue runs: PostgreSQL, else the data dir's SQLite.
     metadata: Option<String>,
+    /// For topic sensors.
+    topics: Arc<Topics>,
 }
 
 impl Executor for BinExecutor {
@@ -589,15 +633,39 @@ impl Executor for BinExecutor {
             other => Err(format!("{} tasks are not supported yet", other.name())),
         }
     }
+
+    fn poke(&self, a: &Attempt) -> std::result::Result<Option<String>, String> {
+        let Some(topic) = a
+            .fields
+            .get("topic")
+            .filter(|_| !a.fields.contains_key("path"))
+        else {
+            return basin_flow::run::path_poke(&a.fields);
+        };
+        let Some(interval) = a.interval else {
+            return Err(format!(
+                "sensor on topic {topic}: run {} has no data interval to wait for the end of",
+                a.run_id
+            ));
+        };
+        self.topics.reached(topic, interval.end)
+    }
+
+    fn log(&self, a: &Attempt) -> Option<String> {
+        let path = basin_flow::shell::log_path(&self.data_dir.join("dag-logs"), a);
+        basin_flow::shell::log_tail(&path, 64 * 1024)
+    }
 }
 
 impl BinExecutor {
-    /// An executor on the current tokio runtime.
-    pub fn new(data_dir: &Path, metadata: Option<&str>) -> BinExecutor {
+    /// An executor on the current tokio runtime; topic sensors read the
+    /// cluster at `brokers`.
+    pub fn new(data_dir: &Path, metadata: Option<&str>, brokers: &str) -> BinExecutor {
         BinExecutor {
             data_dir: data_dir.to_path_buf(),
             runtime: tokio::runtime::Handle::current(),
             metadata: metadata.map(str::to_string),
+            topics: Arc::new(Topics::new(brokers)),
         }
     }
 

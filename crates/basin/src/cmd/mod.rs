@@ -2,6 +2,7 @@
 
 pub mod consume;
 pub mod dag;
+pub mod dag_topics;
 pub mod gen;
 pub mod pipeline;
 pub mod produce;

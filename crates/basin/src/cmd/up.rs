@@ -93,7 +93,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     // Deployed pipelines run here, against this node's own listener.
     std::env::set_var("BASIN_BROKERS", addr.to_string());
     let supervisor = tokio::spawn(crate::deploy::supervise(data_dir.clone()));
-    let scheduler = start_scheduler(&args, &data_dir)?;
+    let scheduler = start_scheduler(&args, &data_dir, addr)?;
     let http = start_http(args.http, addr).await?;
     broker
         .serve(shutdown_signal())
@@ -109,6 +109,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     tracing::info!("broker stopped");
     Ok(())
+}
+
+/// `host:port` to reach this node's listener at `kafka` from here.
+fn local(mut kafka: SocketAddr) -> String {
+    if kafka.ip().is_unspecified() {
+        kafka.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    kafka.to_string()
 }
 
 /// The HTTP API, reading topics through this node's listener at `kafka`.
@@ -133,11 +141,7 @@ async fn start_http(
     };
     let bound = listener.local_addr()?;
     eprintln!("basin http api on http://{bound}");
-    let mut brokers = kafka;
-    if brokers.ip().is_unspecified() {
-        brokers.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let app = basin_server::App::new(&brokers.to_string());
+    let app = basin_server::App::new(&local(kafka));
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = basin_server::serve(listener, app, std::future::pending()).await {
             tracing::error!(error = %e, "http api stopped");
@@ -149,6 +153,7 @@ async fn start_http(
 fn start_scheduler(
     args: &UpArgs,
     data_dir: &Path,
+    kafka: SocketAddr,
 ) -> Result<Option<crate::cmd::dag::RunningScheduler>> {
     if !args.dags.is_dir() {
         tracing::info!(dags = %args.dags.display(), "no DAG folder: the scheduler is off");
@@ -169,7 +174,10 @@ fn start_scheduler(
         pools: Vec::new(),
     };
     eprintln!("scheduling the DAGs of {}", args.dags.display());
-    Ok(Some(crate::cmd::dag::spawn_scheduler(&settings)?))
+    Ok(Some(crate::cmd::dag::spawn_scheduler(
+        &settings,
+        &local(kafka),
+    )?))
 }
 
 /// Defaults, overlaid by the config file, overlaid by flags / environment.

@@ -43,7 +43,7 @@ pub struct WorkerArgs {
 }
 
 /// Run until Ctrl-C, then finish the tasks in hand.
-pub async fn run(args: WorkerArgs) -> Result<()> {
+pub async fn run(client: &crate::client::ClientArgs, args: WorkerArgs) -> Result<()> {
     let mut options = WorkerOptions::new(args.concurrency);
     options.heartbeat = args.heartbeat;
     options.poll = args.poll;
@@ -53,7 +53,11 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     // Say what is wrong with the URL or the server before anything else
     // (the sync client blocks, so off the async workers).
     tokio::task::block_in_place(|| basin_flow::pg::PgStore::connect(&args.metadata).map(drop))?;
-    let executor = Arc::new(BinExecutor::new(&args.data_dir, Some(&args.metadata)));
+    let executor = Arc::new(BinExecutor::new(
+        &args.data_dir,
+        Some(&args.metadata),
+        &client.brokers,
+    ));
     let worker = Worker::new(&args.metadata, &args.folder.dags, executor, options);
     eprintln!(
         "worker {} on the DAGs of {} (state in {}); Ctrl-C stops",
