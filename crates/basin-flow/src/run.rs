@@ -4,7 +4,7 @@
 //! params and the small outputs of finished upstream tasks. Time and sleep
 //! come from a [`Clock`], so tests run retries without waiting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -149,60 +149,76 @@ pub fn run_dag_with(
     clock: &dyn Clock,
     on_finish: &(dyn Fn(&TaskReport) + Sync),
 ) -> RunReport {
-    let mut reports: BTreeMap<String, TaskReport> = dag
+    // Tasks by position in dependency order, upstreams as positions.
+    let at: HashMap<&str, usize> = dag
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let ups: Vec<Vec<usize>> = dag
+        .tasks
+        .iter()
+        .map(|t| t.depends_on.iter().map(|d| at[d.as_str()]).collect())
+        .collect();
+    let mut reports: Vec<TaskReport> = dag
         .tasks
         .iter()
         .map(|t| {
-            let report = spec.finished.get(&t.id).cloned();
-            (t.id.clone(), report.unwrap_or_else(|| pending(&t.id)))
+            spec.finished
+                .get(&t.id)
+                .cloned()
+                .unwrap_or_else(|| pending(&t.id))
         })
+        .collect();
+    let mut waiting: Vec<usize> = (0..dag.tasks.len())
+        .filter(|&i| reports[i].state == TaskState::Pending)
         .collect();
     let (done_tx, done_rx) = mpsc::channel::<TaskReport>();
     std::thread::scope(|scope| {
         let mut running = 0usize;
         loop {
-            for task in &dag.tasks {
-                if reports[&task.id].state != TaskState::Pending {
-                    continue;
-                }
-                let upstream: Vec<TaskState> =
-                    task.depends_on.iter().map(|d| reports[d].state).collect();
+            waiting.retain(|&i| {
+                let task = &dag.tasks[i];
+                let upstream: Vec<TaskState> = ups[i].iter().map(|&u| reports[u].state).collect();
                 match task.trigger_rule.decide(&upstream) {
-                    Decision::Wait => {}
+                    Decision::Wait => true,
                     Decision::Finish(state) => {
-                        let report = reports.get_mut(&task.id).expect("task");
-                        report.state = state;
-                        on_finish(report);
+                        reports[i].state = state;
+                        on_finish(&reports[i]);
+                        false
                     }
                     Decision::Run if is_sensor(task) || running < spec.concurrency.max(1) => {
-                        let vars = vars_for(dag, spec, task, &reports);
-                        reports.get_mut(&task.id).expect("task").state = TaskState::Running;
+                        let vars = vars_for(dag, spec, task, |u| reports[at[u]].output.clone());
+                        reports[i].state = TaskState::Running;
                         running += usize::from(!is_sensor(task));
                         let tx = done_tx.clone();
                         scope.spawn(move || {
                             let _ = tx.send(run_task(dag, spec, task, &vars, executor, clock));
                         });
+                        false
                     }
-                    Decision::Run => {}
+                    Decision::Run => true,
                 }
-            }
-            if reports.values().all(|r| r.state.is_done()) {
+            });
+            if reports.iter().all(|r| r.state.is_done()) {
                 break;
             }
             let Ok(report) = done_rx.recv() else { break };
-            if dag.task(&report.id).is_some_and(|t| !is_sensor(t)) {
+            let i = at[report.id.as_str()];
+            if !is_sensor(&dag.tasks[i]) {
                 running -= 1;
             }
             on_finish(&report);
             tracing::info!(dag = %dag.id, task = %report.id, state = report.state.name(), attempts = report.attempts, "task finished");
-            reports.insert(report.id.clone(), report);
+            reports[i] = report;
         }
     });
     RunReport {
         dag: dag.id.clone(),
         run_id: spec.run_id.clone(),
         interval: spec.interval,
-        tasks: dag.tasks.iter().map(|t| reports[&t.id].clone()).collect(),
+        tasks: reports,
     }
 }
 
@@ -217,17 +233,18 @@ fn pending(id: &str) -> TaskReport {
     }
 }
 
-/// The template variables of `task` in this run.
+/// The template variables of `task` in this run, given each upstream's
+/// output.
 fn vars_for(
     dag: &Dag,
     spec: &RunSpec,
     task: &Task,
-    reports: &BTreeMap<String, TaskReport>,
+    output_of: impl Fn(&str) -> Option<String>,
 ) -> Vars {
     let outputs: BTreeMap<String, String> = task
         .depends_on
         .iter()
-        .filter_map(|up| Some((up.clone(), reports[up].output.clone()?)))
+        .filter_map(|up| Some((up.clone(), output_of(up)?)))
         .collect();
     task_vars(dag, spec, task, &outputs)
 }

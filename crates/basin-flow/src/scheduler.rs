@@ -187,6 +187,54 @@ pub fn load_folder(dir: &Path) -> HashMap<String, Arc<Dag>> {
     out
 }
 
+/// The DAGs of a folder, parsed again only when its `.toml` files change
+/// (names, sizes or modification times), so a worker going idle after
+/// every task does not re-parse large DAG files each time.
+pub struct FolderCache {
+    dir: PathBuf,
+    stamp: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+    dags: Arc<HashMap<String, Arc<Dag>>>,
+}
+
+impl FolderCache {
+    pub fn new(dir: &Path) -> FolderCache {
+        let stamp = folder_stamp(dir);
+        FolderCache {
+            dir: dir.to_path_buf(),
+            stamp,
+            dags: Arc::new(load_folder(dir)),
+        }
+    }
+
+    /// The DAGs as the folder holds them now.
+    pub fn current(&mut self) -> Arc<HashMap<String, Arc<Dag>>> {
+        let stamp = folder_stamp(&self.dir);
+        if stamp != self.stamp {
+            self.dags = Arc::new(load_folder(&self.dir));
+            self.stamp = stamp;
+        }
+        self.dags.clone()
+    }
+}
+
+/// Each `.toml` file of `dir` with its size and modification time.
+fn folder_stamp(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stamp: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .map(|e| {
+            let meta = e.metadata().ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            (e.path(), len, meta.and_then(|m| m.modified().ok()))
+        })
+        .collect();
+    stamp.sort();
+    stamp
+}
+
 /// Whether `run` is a backfill, and how many runs of its kind `dag` may
 /// have running at once. Backfills have their own limit, so they neither
 /// starve nor are starved by scheduled and manual runs.

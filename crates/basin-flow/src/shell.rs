@@ -23,12 +23,18 @@ pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, Strin
         .fields
         .get("command")
         .ok_or("a shell task needs command")?;
-    let scratch = tempfile_dir()?;
-    let output_file = scratch.join("output");
-    let log_file = match logs {
-        Some(dir) => log_path(dir, attempt),
-        None => scratch.join("log"),
+    // Beside the log when there is a log folder (no scratch folder to make
+    // and remove per attempt), else in a scratch folder.
+    let scratch = match logs {
+        Some(_) => None,
+        None => Some(tempfile_dir()?),
     };
+    let log_file = match (logs, &scratch) {
+        (Some(dir), _) => log_path(dir, attempt),
+        (None, Some(s)) => s.join("log"),
+        (None, None) => unreachable!("a scratch folder when there is no log folder"),
+    };
+    let output_file = log_file.with_extension("out");
     if let Some(parent) = log_file.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -54,7 +60,10 @@ pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, Strin
         Ok(()) => Ok(read_output(&output_file)),
         Err(e) => Err(format!("{e}; log: {}", tail(&log_file))),
     };
-    let _ = std::fs::remove_dir_all(&scratch);
+    match &scratch {
+        Some(dir) => drop(std::fs::remove_dir_all(dir)),
+        None => drop(std::fs::remove_file(&output_file)),
+    }
     result
 }
 
@@ -88,6 +97,7 @@ fn wait(
     cancel: Option<&AtomicBool>,
 ) -> Result<(), String> {
     let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
+    let mut exit = ExitWatch::new(&child);
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -107,8 +117,57 @@ fn wait(
             let _ = child.wait();
             return Err(format!("timed out after {:?}", timeout.expect("checked")));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        exit.wait(CHECK_EVERY);
     }
+}
+
+/// How often a running command's timeout and cancellation are checked.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// Waits for a child to exit, waking the moment it does: a pidfd polled
+/// for readability on Linux (5.3+), else short sleeps that lengthen, so a
+/// quick command costs no fixed poll interval.
+struct ExitWatch {
+    #[cfg(target_os = "linux")]
+    pidfd: Option<std::os::fd::OwnedFd>,
+    nap: Duration,
+}
+
+impl ExitWatch {
+    fn new(child: &std::process::Child) -> ExitWatch {
+        ExitWatch {
+            #[cfg(target_os = "linux")]
+            pidfd: pidfd_open(child.id()),
+            nap: Duration::from_micros(500),
+        }
+    }
+
+    /// Return when the child may have exited, or after at most `most`.
+    fn wait(&mut self, most: Duration) {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            use std::os::fd::AsRawFd;
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; a timeout or EINTR just returns.
+            unsafe { libc::poll(&mut p, 1, most.as_millis() as libc::c_int) };
+            return;
+        }
+        std::thread::sleep(self.nap.min(most));
+        self.nap = (self.nap * 2).min(most);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a non-negative result is an fd this process now owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Where the log of attempt `a` is written under `dir`.

@@ -229,11 +229,13 @@ impl Store {
     /// Record how a task of a run ended.
     pub fn record_task(&self, dag: &str, run_id: &str, t: &TaskReport) -> Result<()> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT OR REPLACE INTO task_instances
                  (dag, run_id, task, state, attempts, output, error, duration_ms, ended_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     dag,
                     run_id,
                     t.id,
@@ -243,8 +245,8 @@ impl Store {
                     t.error,
                     t.duration.as_millis() as i64,
                     time(&Utc::now()),
-                ],
-            )
+                ])
+            })
             .map_err(db)?;
         Ok(())
     }

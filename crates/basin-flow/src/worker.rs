@@ -25,7 +25,7 @@ use crate::queue::{Claim, Claimed, Outcome};
 use crate::run::{
     is_sensor, poke_interval, render_all, sensor_target, task_vars, Attempt, Executor, RunSpec,
 };
-use crate::scheduler::load_folder;
+use crate::scheduler::FolderCache;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -150,7 +150,8 @@ impl Worker {
         shared: &'s Shared,
         stop: &AtomicBool,
     ) {
-        let mut dags = Arc::new(load_folder(&self.dags_dir));
+        let mut folder = FolderCache::new(&self.dags_dir);
+        let mut dags = folder.current();
         while self.wait_for_slot(shared, stop) {
             let names: Vec<String> = dags.keys().cloned().collect();
             match claims.claim_next(&self.options.id, &names) {
@@ -167,7 +168,7 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Ok(found) => {
-                    dags = Arc::new(load_folder(&self.dags_dir));
+                    dags = folder.current();
                     // Held by full limits: only a notification (a slot
                     // freed) or the poll can change that.
                     let due = matches!(found, Claimed::Nothing);
