@@ -42,7 +42,8 @@ use crate::schedule::Schedule;
 pub enum TaskKind {
     /// A SQL statement (`sql`) or file (`file`) run by the batch engine.
     Sql,
-    /// A pipeline file run in batch mode (`file`).
+    /// A pipeline file (`file`) run in batch mode, or deployed / restarted
+    /// as a stream pipeline (`mode = "deploy"` / `"restart"`).
     Pipeline,
     /// A command (`command`, with `env` and `cwd`).
     Shell,
@@ -374,6 +375,13 @@ fn task_of(id: &str, def: &Spanned<TaskFile>, loc: &Located) -> Result<Task> {
     ] {
         if let Some(v) = value {
             fields.insert(name.to_string(), v.clone());
+        }
+    }
+    if let (TaskKind::Pipeline, Some(mode)) = (kind, &t.mode) {
+        if !["batch", "deploy", "restart"].contains(&mode.as_str()) {
+            return Err(at(format!(
+                "mode '{mode}' is not one of batch, deploy, restart"
+            )));
         }
     }
     for group in kind.required() {

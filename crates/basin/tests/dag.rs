@@ -374,3 +374,65 @@ fn basin_up_schedules_the_dags_of_its_folder() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "pong");
 }
+
+/// Pipeline tasks with `mode = "deploy"` and `"restart"` hand a stream
+/// pipeline to the `basin up` node of the data dir (none runs here, so the
+/// deployment waits for one); an unknown mode is refused where it is.
+#[test]
+fn pipeline_tasks_deploy_and_restart_stream_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let pipeline = dir.path().join("clicks_per_minute.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE clicks (page VARCHAR, ts TIMESTAMP, \
+         WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) STORED AS TOPIC LOCATION 'clicks';\n\
+         CREATE TABLE IF NOT EXISTS lake.per_minute (page VARCHAR, minute TIMESTAMP, n BIGINT);\n\
+         INSERT INTO lake.per_minute SELECT page, window_start, count(*) \
+         FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+         GROUP BY page, window_start, window_end;\n",
+    )
+    .unwrap();
+    let file = pipeline.display();
+    std::fs::write(
+        dags.join("ship.toml"),
+        format!(
+            "[tasks.deploy]\nkind = \"pipeline\"\nmode = \"deploy\"\nfile = \"{file}\"\n\
+             [tasks.restart]\nkind = \"pipeline\"\nmode = \"restart\"\nfile = \"{file}\"\ndepends_on = [\"deploy\"]\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let dags_arg = dags.to_str().unwrap();
+    let args = ["dag", "test", "ship", "--dags", dags_arg, "--data-dir"];
+    let mut args: Vec<&str> = args.to_vec();
+    args.push(data.to_str().unwrap());
+    let test = run_basin("", &args, None, LIMIT);
+    assert!(test.success, "{}{}", test.stdout, test.stderr);
+    assert!(
+        test.stdout.contains("deployed clicks_per_minute"),
+        "{}",
+        test.stdout
+    );
+    assert!(
+        test.stdout.contains("restarted clicks_per_minute"),
+        "{}",
+        test.stdout
+    );
+    let saved = std::fs::read_to_string(data.join("deployments/clicks_per_minute.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(saved["generation"], 2, "{saved}");
+    assert_eq!(saved["running"], true, "{saved}");
+
+    std::fs::write(
+        dags.join("ship.toml"),
+        format!("[tasks.deploy]\nkind = \"pipeline\"\nmode = \"launch\"\nfile = \"{file}\"\n"),
+    )
+    .unwrap();
+    let list = run_basin("", &["dag", "list", "--dags", dags_arg], None, LIMIT);
+    assert!(!list.success);
+    let refused = "task 'deploy': mode 'launch' is not one of batch, deploy, restart";
+    assert!(list.stderr.contains("ship.toml:"), "{}", list.stderr);
+    assert!(list.stderr.contains(refused), "{}", list.stderr);
+}

@@ -737,9 +737,52 @@ impl BinExecutor {
     }
 
     /// A pipeline file in batch mode.
+    /// A pipeline task: `mode = "batch"` (the default) runs the file once
+    /// over its bounded inputs; `deploy` deploys it as a stream pipeline
+    /// (named by the file's stem) for the `basin up` node of this data dir
+    /// to run, and `restart` restarts that deployment.
     async fn pipeline(&self, a: &Attempt<'_>) -> std::result::Result<String, String> {
-        use basin_stream::pipeline::{Mode, Pipeline, RunOptions};
         let file = a.fields.get("file").ok_or("a pipeline task needs file")?;
+        let name = Path::new(file)
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let report = |e: anyhow::Error| crate::error_report(&e);
+        match a.fields.get("mode").map(String::as_str) {
+            None | Some("batch") => self.pipeline_batch(a, file).await,
+            Some("deploy") => {
+                let args = crate::cmd::pipeline::DeployArgs {
+                    files: vec![PathBuf::from(file)],
+                    name: Some(name.clone()),
+                    parallelism: 1,
+                    checkpoint_interval: std::time::Duration::from_secs(10),
+                    state_ttl: None,
+                    dir: crate::cmd::pipeline::DataDirArg {
+                        data_dir: self.data_dir.clone(),
+                    },
+                };
+                crate::cmd::pipeline::deploy(args).await.map_err(report)?;
+                Ok(format!("deployed {name}"))
+            }
+            Some("restart") => {
+                crate::cmd::pipeline::set_running(&name, &self.data_dir, true)
+                    .await
+                    .map_err(report)?;
+                Ok(format!("restarted {name}"))
+            }
+            Some(other) => Err(format!(
+                "mode '{other}' is not one of batch, deploy, restart"
+            )),
+        }
+    }
+
+    async fn pipeline_batch(
+        &self,
+        a: &Attempt<'_>,
+        file: &str,
+    ) -> std::result::Result<String, String> {
+        use basin_stream::pipeline::{Mode, Pipeline, RunOptions};
         let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
         let options = RunOptions {
             mode: Mode::Batch,

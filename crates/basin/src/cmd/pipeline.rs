@@ -183,7 +183,7 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-async fn deploy(args: DeployArgs) -> Result<()> {
+pub(crate) async fn deploy(args: DeployArgs) -> Result<()> {
     let text = read_files(&args.files)?;
     let file = args.files.last().expect("clap requires a file");
     basin_stream::script::Script::parse(&text).with_context(|| format!("in {}", file.display()))?;
@@ -208,7 +208,7 @@ async fn deploy(args: DeployArgs) -> Result<()> {
     settle(&args.dir.data_dir, &name, deployment.generation, "running").await
 }
 
-async fn set_running(name: &str, data_dir: &Path, running: bool) -> Result<()> {
+pub(crate) async fn set_running(name: &str, data_dir: &Path, running: bool) -> Result<()> {
     let Some(mut d) = deploy::read(data_dir, name)? else {
         bail!(
             "no pipeline named {name} is deployed in {} (see basin pipeline list)",
