@@ -25,14 +25,13 @@ pub fn run_shell(attempt: &Attempt, logs: Option<&Path>) -> Result<String, Strin
         .ok_or("a shell task needs command")?;
     // Beside the log when there is a log folder (no scratch folder to make
     // and remove per attempt), else in a scratch folder.
-    let scratch = match logs {
-        Some(_) => None,
-        None => Some(tempfile_dir()?),
-    };
-    let log_file = match (logs, &scratch) {
-        (Some(dir), _) => log_path(dir, attempt),
-        (None, Some(s)) => s.join("log"),
-        (None, None) => unreachable!("a scratch folder when there is no log folder"),
+    let (scratch, log_file) = match logs {
+        Some(dir) => (None, log_path(dir, attempt)),
+        None => {
+            let dir = tempfile_dir()?;
+            let log = dir.join("log");
+            (Some(dir), log)
+        }
     };
     let output_file = log_file.with_extension("out");
     if let Some(parent) = log_file.parent() {
