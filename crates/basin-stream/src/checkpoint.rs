@@ -50,6 +50,11 @@ impl CheckpointStore {
         })
     }
 
+    /// The job's checkpoint folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn folder(&self, id: u64) -> PathBuf {
         self.dir.join(format!("chk-{id:012}"))
     }
@@ -135,6 +140,22 @@ impl CheckpointStore {
         Ok(Some(datafusion::arrow::compute::concat_batches(
             &schema, &batches,
         )?))
+    }
+
+    /// The bytes of state file `name` of checkpoint `id`.
+    pub fn state_bytes(&self, id: u64, name: &str) -> Result<Vec<u8>> {
+        let path = self.folder(id).join(name);
+        fs::read(&path).at(&path)
+    }
+
+    /// Write state file `name` of checkpoint `id` as restored from
+    /// elsewhere (the checkpoint completes with its manifest).
+    pub fn put_state(&self, id: u64, name: &str, bytes: &[u8]) -> Result<()> {
+        let folder = self.folder(id);
+        fs::create_dir_all(&folder).at(&folder)?;
+        let path = folder.join(name);
+        fs::write(&path, bytes).at(&path)?;
+        fs::File::open(&path).and_then(|f| f.sync_all()).at(&path)
     }
 
     /// Record a checkpoint as complete, then drop old ones.

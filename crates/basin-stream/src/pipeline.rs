@@ -61,6 +61,9 @@ pub struct RunOptions {
     /// keys, unwindowed join rows) once not updated for this long, in
     /// event time; `None` keeps it forever.
     pub state_ttl: Option<Duration>,
+    /// Stream mode: run the jobs together with every process started with
+    /// the same group name, sharing their partitions ([`crate::group`]).
+    pub group: Option<String>,
 }
 
 /// What a run did.
@@ -178,8 +181,10 @@ impl Pipeline {
                 stats: stats.clone(),
             });
             info!(job = %config.name, sink = %sink.describe(), "job starting");
-            handles.push(tokio::task::spawn_blocking(move || {
-                run_job(plan, sink, config, stats)
+            let group = options.group.clone();
+            handles.push(tokio::task::spawn_blocking(move || match group {
+                Some(group) => crate::group::run_group(plan, sink, config, stats, &group),
+                None => run_job(plan, sink, config, stats),
             }));
         }
         Ok(Running { summary, handles })
@@ -385,6 +390,7 @@ impl Pipeline {
             bounded: options.bounded,
             fingerprint: self.fingerprint.clone(),
             stop: options.stop.clone(),
+            group: None,
         };
         if options.reset {
             crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;

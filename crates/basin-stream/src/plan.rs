@@ -59,6 +59,9 @@ pub enum StageKind {
     /// A bounded input (lake table, files) that DataFusion reads once.
     Bounded(Arc<dyn ExecutionPlan>),
     Keyed(KeyedPlan),
+    /// Rows from a repartition topic, written by the stage before this one
+    /// in other tasks (group mode, [`crate::group`]).
+    Remote(Arc<crate::remote::RemoteInput>),
 }
 
 /// Rows of stage `from`, routed to a keyed stage's tasks by `keys`

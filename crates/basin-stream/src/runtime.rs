@@ -38,6 +38,7 @@ use crate::join::Join;
 use crate::late::LateRows;
 use crate::ops::{Chain, Operator};
 use crate::plan::{Graph, KeyedOp, KeyedPlan, StageKind};
+use crate::remote::{RemoteReader, StateTopic};
 use crate::session::SessionOp;
 use crate::sink::{JobTxn, Sink, SinkTarget};
 use crate::source::TopicReader;
@@ -63,6 +64,21 @@ pub struct JobConfig {
     pub fingerprint: String,
     /// Set to stop the job (it keeps its last checkpoint).
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the job is one task of a pipeline run by a group of
+    /// processes ([`crate::group`]).
+    pub group: Option<GroupTask>,
+}
+
+/// What a job run as one task of a group-mode pipeline has besides a graph.
+#[derive(Debug, Clone)]
+pub struct GroupTask {
+    /// The partition (of its source or repartition topics) the task owns.
+    pub partition: i32,
+    /// Where its checkpoints go, for whichever process runs it next.
+    pub state: StateTopic,
+    /// For each stage of the task's graph, the stage of the whole job's
+    /// stats it counts in.
+    pub stat_stages: Vec<Option<usize>>,
 }
 
 /// Counters of a running job.
@@ -119,6 +135,7 @@ fn stage_name(stage: &crate::plan::StagePlan) -> String {
     match &stage.kind {
         StageKind::Source(scan) => format!("source {}", scan.source.topic),
         StageKind::Bounded(_) => "bounded input".into(),
+        StageKind::Remote(input) => format!("repartition {}", input.topic),
         StageKind::Keyed(k) => match &k.op {
             KeyedOp::Aggregate(_) if k.session.is_some() => "session aggregate".into(),
             KeyedOp::Aggregate(_) => "aggregate".into(),
@@ -177,6 +194,10 @@ pub fn run_job(
     let store = CheckpointStore::new(&config.checkpoint_dir)?;
     let topics = source_topics(&graph);
     let txn = sink.open_txn(&config.name)?;
+    if let Some(group) = &config.group {
+        // After the transaction above fenced any earlier owner of the task.
+        group.state.restore(&store)?;
+    }
     let restored = restorable(&store, txn.as_ref(), &topics)?;
     let outputs = Outputs {
         late: late_targets(&graph),
@@ -186,7 +207,7 @@ pub fn run_job(
         outputs.commit(&sink, &config.name, &m.sink_files)?;
         info!(job = %config.name, checkpoint = m.id, "resuming from checkpoint");
     }
-    let wiring = Wiring::new(&graph, config.parallelism)?;
+    let wiring = Wiring::new(&graph, &config)?;
     let (report_tx, report_rx) = unbounded();
     let mut launcher = Launcher {
         graph: &graph,
@@ -229,7 +250,8 @@ pub fn run_job(
         final_id: None,
     };
     let outcome = coordinator.run(report_rx);
-    if let (Err(_), Some(txn)) = (&outcome, &txn) {
+    if let Some(txn) = &txn {
+        // Sink tasks waiting on a checkpoint that will not commit go on.
         txn.fail();
     }
     for c in &coordinator.controls {
@@ -292,6 +314,7 @@ fn source_topics(graph: &Graph) -> HashMap<String, String> {
         .enumerate()
         .filter_map(|(s, stage)| match &stage.kind {
             StageKind::Source(scan) => Some((s.to_string(), scan.source.topic.clone())),
+            StageKind::Remote(input) => Some((s.to_string(), input.topic.clone())),
             _ => None,
         })
         .collect()
@@ -311,9 +334,16 @@ fn restorable(
     };
     let committed = txn.last_committed(m, topics)?;
     store.discard_after(committed.unwrap_or(0))?;
-    match committed {
-        Some(id) => store.get(id),
-        None => Ok(None),
+    let Some(id) = committed else {
+        return Ok(None);
+    };
+    match store.get(id)? {
+        Some(m) => Ok(Some(m)),
+        None => Err(StreamError::Task(format!(
+            "checkpoint {id} committed its output but is not in {}; the job cannot resume \
+             exactly once (run with --reset to start over)",
+            store.dir().display()
+        ))),
     }
 }
 
@@ -329,15 +359,32 @@ type Senders = Vec<Vec<Vec<Sender<Msg>>>>;
 type Receivers = Vec<Vec<Vec<(Receiver<Msg>, usize)>>>;
 
 impl Wiring {
-    fn new(graph: &Graph, parallelism: usize) -> Result<Wiring> {
+    fn new(graph: &Graph, config: &JobConfig) -> Result<Wiring> {
+        let parallelism = config.parallelism;
+        let owned = config.group.as_ref().map(|g| g.partition);
         let mut tasks = Vec::new();
         let mut partitions = Vec::new();
         for stage in &graph.stages {
             match &stage.kind {
                 StageKind::Source(scan) => {
-                    let p = scan.source.partitions()?;
+                    let mut p = scan.source.partitions()?;
+                    if let Some(owned) = owned {
+                        p.retain(|p| *p == owned);
+                    }
+                    if p.is_empty() {
+                        return Err(StreamError::Task(format!(
+                            "source {}: topic '{}' has no partition {}",
+                            scan.source.name,
+                            scan.source.topic,
+                            owned.unwrap_or(0)
+                        )));
+                    }
                     tasks.push(parallelism.clamp(1, p.len()));
                     partitions.push(p);
+                }
+                StageKind::Remote(_) => {
+                    tasks.push(1);
+                    partitions.push(owned.into_iter().collect());
                 }
                 StageKind::Keyed(_) => {
                     tasks.push(parallelism.max(1));
@@ -447,8 +494,13 @@ impl Launcher<'_> {
     ) -> Result<()> {
         let stage = self.graph.stages[s].clone();
         let name = format!("{}-stage{s}-task{t}", self.config.name);
+        let stat = match &self.config.group {
+            Some(g) => g.stat_stages.get(s).copied().flatten(),
+            None => Some(s),
+        };
         let common = TaskCommon {
             stage: s,
+            stat,
             task: t,
             post: stage.post.clone(),
             output,
@@ -475,6 +527,20 @@ impl Launcher<'_> {
                     scan,
                     reader,
                     late,
+                    control: ctl_rx,
+                    common,
+                };
+                spawn(name, self.reports.clone(), move || task.run())
+            }
+            StageKind::Remote(input) => {
+                let p = wiring.partitions[s].first().copied().unwrap_or(0);
+                let start = self
+                    .restored
+                    .and_then(|m| offsets_of(m, s).get(&p).copied());
+                let (ctl_tx, ctl_rx) = unbounded();
+                self.controls.push(ctl_tx);
+                let task = RemoteTask {
+                    reader: RemoteReader::open(input, p, start)?,
                     control: ctl_rx,
                     common,
                 };
@@ -711,6 +777,12 @@ impl Coordinator {
                 .map_or(0, |d| d.as_millis() as i64),
         };
         self.store.complete(&manifest)?;
+        if let (Some(group), Some(txn)) = (
+            &self.config.group,
+            self.txn.as_ref().and_then(JobTxn::topic),
+        ) {
+            group.state.save(txn, &self.store, &manifest)?;
+        }
         self.outputs
             .commit(&self.sink, &self.config.name, &manifest.sink_files)?;
         if let Some(txn) = &self.txn {
@@ -740,6 +812,8 @@ enum Output {
 /// What every task has.
 struct TaskCommon {
     stage: usize,
+    /// The stage of the job's stats this task counts in.
+    stat: Option<usize>,
     task: usize,
     post: Chain,
     output: Output,
@@ -753,7 +827,7 @@ impl TaskCommon {
         if source {
             self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         }
-        if let Some(s) = self.stats.stage(self.stage) {
+        if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
             s.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         }
     }
@@ -761,7 +835,7 @@ impl TaskCommon {
     /// The stage's watermark: the lowest over its tasks would be exact;
     /// the highest seen is what a status line needs and costs no locking.
     fn set_watermark(&self, watermark: i64) {
-        if let Some(s) = self.stats.stage(self.stage) {
+        if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
             s.watermark.fetch_max(watermark, Ordering::Relaxed);
         }
     }
@@ -772,15 +846,17 @@ impl TaskCommon {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if let Some(s) = self.stats.stage(self.stage) {
+        if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
             s.rows_out
                 .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
         match &mut self.output {
             Output::Sink(sink) => {
-                self.stats
-                    .rows_out
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                if !sink.internal() {
+                    self.stats
+                        .rows_out
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
                 sink.write(&batch)
             }
             Output::Exchange(exchange) => {
@@ -796,7 +872,7 @@ impl TaskCommon {
                     if exchange.senders[k].send(msg).is_err() {
                         return Err(StreamError::Task("a downstream task stopped".into()));
                     }
-                    if let Some(s) = self.stats.stage(self.stage) {
+                    if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
                         s.blocked_ns
                             .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     }
@@ -806,11 +882,18 @@ impl TaskCommon {
         }
     }
 
-    fn forward(&self, make: impl Fn() -> Msg) {
-        if let Output::Exchange(exchange) = &self.output {
-            for out in &exchange.senders {
-                let _ = out.send(make());
+    fn forward(&mut self, make: impl Fn() -> Msg) -> Result<()> {
+        match &mut self.output {
+            Output::Exchange(exchange) => {
+                for out in &exchange.senders {
+                    let _ = out.send(make());
+                }
+                Ok(())
             }
+            Output::Sink(sink) => match make() {
+                Msg::Watermark(w) => sink.watermark(w),
+                _ => Ok(()),
+            },
         }
     }
 
@@ -825,7 +908,7 @@ impl TaskCommon {
         if let Output::Sink(sink) = &mut self.output {
             files.extend(sink.prepare(id)?);
         }
-        self.forward(|| Msg::Barrier(id));
+        self.forward(|| Msg::Barrier(id))?;
         let _ = self.reports.send(Report::Ack {
             id,
             offsets,
@@ -861,8 +944,7 @@ impl SourceTask {
             match control {
                 Ok(Control::Checkpoint(id)) => self.barrier(id)?,
                 Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
-                    self.common.forward(|| Msg::End);
-                    return Ok(());
+                    return self.common.forward(|| Msg::End);
                 }
                 Err(TryRecvError::Empty) => {}
             }
@@ -879,7 +961,7 @@ impl SourceTask {
                 watermark = w;
                 self.common.stats.watermark.fetch_max(w, Ordering::Relaxed);
                 self.common.set_watermark(w);
-                self.common.forward(|| Msg::Watermark(w));
+                self.common.forward(|| Msg::Watermark(w))?;
             }
             if self.reader.finished() {
                 done = true;
@@ -929,6 +1011,42 @@ impl SourceTask {
     }
 }
 
+/// Reads a partition of a repartition topic (group mode) and passes the
+/// rows and the writers' lowest watermark on.
+struct RemoteTask {
+    reader: RemoteReader,
+    control: Receiver<Control>,
+    common: TaskCommon,
+}
+
+impl RemoteTask {
+    fn run(mut self) -> Result<()> {
+        let mut watermark = i64::MIN;
+        loop {
+            match self.control.try_recv() {
+                Ok(Control::Checkpoint(id)) => {
+                    let key = format!("{}:{}", self.common.stage, self.reader.partition());
+                    let offsets = vec![(key, self.reader.offset())];
+                    self.common.barrier(id, offsets, Vec::new(), Vec::new())?;
+                }
+                Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
+                    return self.common.forward(|| Msg::End);
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            if let Some(batch) = self.reader.poll(ROWS_PER_POLL, POLL_WAIT)? {
+                self.common.count_in(batch.num_rows(), false);
+                self.common.emit(batch)?;
+            }
+            if let Some(w) = self.reader.watermark().filter(|w| *w > watermark) {
+                watermark = w;
+                self.common.set_watermark(w);
+                self.common.forward(|| Msg::Watermark(w))?;
+            }
+        }
+    }
+}
+
 /// Reads a bounded input (a lake table, files) once through DataFusion.
 /// A checkpoint taken after it has sent everything records it as done,
 /// so a restarted job does not read it again (its rows are in the state
@@ -945,7 +1063,7 @@ impl BoundedTask {
         if !self.done {
             self.read_all()?;
         }
-        self.common.forward(|| Msg::Watermark(i64::MAX));
+        self.common.forward(|| Msg::Watermark(i64::MAX))?;
         let _ = self.common.reports.send(Report::Finished);
         let stage = self.common.stage;
         loop {
@@ -957,8 +1075,7 @@ impl BoundedTask {
                     Vec::new(),
                 )?,
                 Ok(Control::Stop) | Err(_) => {
-                    self.common.forward(|| Msg::End);
-                    return Ok(());
+                    return self.common.forward(|| Msg::End);
                 }
             }
         }
@@ -989,8 +1106,7 @@ impl BoundedTask {
 
 /// Routes rows to the next stage's tasks by a hash of their key.
 struct Exchange {
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
+    router: Router,
     senders: Vec<Sender<Msg>>,
 }
 
@@ -1000,20 +1116,45 @@ impl Exchange {
         schema: &datafusion::arrow::datatypes::SchemaRef,
         senders: Vec<Sender<Msg>>,
     ) -> Result<Exchange> {
-        let fields = keys
-            .iter()
-            .map(|e| e.data_type(schema).map(SortField::new))
-            .collect::<datafusion::common::Result<Vec<_>>>()?;
         Ok(Exchange {
-            keys,
-            converter: RowConverter::new(fields)?,
+            router: Router::new(keys, schema)?,
             senders,
         })
     }
 
     fn split(&self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
-        let outputs = self.senders.len();
-        if outputs == 1 || self.keys.is_empty() {
+        self.router.split(batch, self.senders.len())
+    }
+}
+
+/// Cuts batches by a hash of their key (the same key, the same bucket).
+pub(crate) struct Router {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+}
+
+impl Router {
+    pub(crate) fn new(
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<Router> {
+        let fields = keys
+            .iter()
+            .map(|e| e.data_type(schema).map(SortField::new))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        Ok(Router {
+            keys,
+            converter: RowConverter::new(fields)?,
+        })
+    }
+
+    /// `batch`'s rows by bucket (of `buckets`); no key: all in bucket 0.
+    pub(crate) fn split(
+        &self,
+        batch: RecordBatch,
+        buckets: usize,
+    ) -> Result<Vec<(usize, RecordBatch)>> {
+        if buckets == 1 || self.keys.is_empty() {
             return Ok(vec![(0, batch)]);
         }
         let n = batch.num_rows();
@@ -1023,9 +1164,9 @@ impl Exchange {
             .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
             .collect::<datafusion::common::Result<_>>()?;
         let rows = self.converter.convert_columns(&keys)?;
-        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); outputs];
+        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); buckets];
         for (i, row) in rows.iter().enumerate() {
-            parts[bucket(row.as_ref(), outputs)].push(i as u32);
+            parts[bucket(row.as_ref(), buckets)].push(i as u32);
         }
         let mut out = Vec::new();
         for (k, rows) in parts.into_iter().enumerate().filter(|(_, r)| !r.is_empty()) {
@@ -1118,7 +1259,7 @@ impl KeyedTask {
                 self.each(&mut out, |op, o| op.on_watermark(low, o))?;
                 self.write(&mut out)?;
                 self.common.set_watermark(low);
-                self.common.forward(|| Msg::Watermark(low));
+                self.common.forward(|| Msg::Watermark(low))?;
             }
             let late = self.ops.iter().map(|o| o.late_rows()).sum();
             self.common
@@ -1127,8 +1268,7 @@ impl KeyedTask {
                 .fetch_max(late, Ordering::Relaxed);
             self.write(&mut out)?;
         }
-        self.common.forward(|| Msg::End);
-        Ok(())
+        self.common.forward(|| Msg::End)
     }
 
     /// The next message from an input that is neither blocked nor ended;

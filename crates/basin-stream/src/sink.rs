@@ -27,6 +27,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use crate::checkpoint::Manifest;
 use crate::error::{IoContext, Result, StreamError};
 use crate::pg::{PgTarget, PgTxn};
+use crate::remote::{RepartitionSink, RepartitionTarget};
 use crate::source::SourceInfo;
 use crate::txn::TxnTopic;
 
@@ -40,6 +41,16 @@ pub trait Sink: Send {
     /// sink waits here until the checkpoint's transaction commits.
     fn after_ack(&mut self, _checkpoint: u64) -> Result<()> {
         Ok(())
+    }
+
+    /// The task's output watermark advanced (repartition topics carry it).
+    fn watermark(&mut self, _watermark: i64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Rows go to another stage of the job, not out of it.
+    fn internal(&self) -> bool {
+        false
     }
 }
 
@@ -55,6 +66,8 @@ pub enum SinkTarget {
         meta: LakeMeta,
     },
     Postgres(PgTarget),
+    /// A repartition topic to the job's next keyed stage (group mode).
+    Repartition(Arc<RepartitionTarget>),
 }
 
 /// The transaction a job's sink tasks write in, committed by the
@@ -86,6 +99,14 @@ impl JobTxn {
         }
     }
 
+    /// The transactional producer, for a topic transaction.
+    pub fn topic(&self) -> Option<&Arc<TxnTopic>> {
+        match self {
+            JobTxn::Topic(t) => Some(t),
+            JobTxn::Postgres(_) => None,
+        }
+    }
+
     /// Wake waiting sink tasks: the job is failing.
     pub fn fail(&self) {
         match self {
@@ -103,6 +124,7 @@ impl SinkTarget {
             SinkTarget::Topic(info) => format!("topic {}", info.topic),
             SinkTarget::Lake { meta, .. } => format!("lake.{}", meta.name),
             SinkTarget::Postgres(t) => format!("postgres {}", t.table),
+            SinkTarget::Repartition(t) => format!("repartition topic {}", t.topic),
         }
     }
 
@@ -119,6 +141,10 @@ impl SinkTarget {
                 }
                 Some(JobTxn::Topic(Arc::new(TxnTopic::open(&info.brokers, job)?)))
             }
+            SinkTarget::Repartition(target) => Some(JobTxn::Topic(Arc::new(TxnTopic::open(
+                &target.brokers,
+                job,
+            )?))),
             SinkTarget::Postgres(target) => Some(JobTxn::Postgres(Arc::new(PgTxn::open(
                 target.clone(),
                 job,
@@ -148,6 +174,14 @@ impl SinkTarget {
                     info: info.clone(),
                     txn: txn.clone(),
                 })
+            }
+            SinkTarget::Repartition(target) => {
+                let Some(JobTxn::Topic(txn)) = txn else {
+                    return Err(StreamError::Task(
+                        "a repartition topic needs the job's transactional producer".into(),
+                    ));
+                };
+                Box::new(RepartitionSink::new(target.clone(), txn.clone())?)
             }
             SinkTarget::Postgres(_) => {
                 let Some(JobTxn::Postgres(txn)) = txn else {

@@ -65,9 +65,23 @@ impl TxnTopic {
     }
 
     pub fn send(&self, topic: &str, payload: &[u8], key: Option<&str>) -> Result<()> {
+        self.send_to(topic, None, payload, key)
+    }
+
+    /// Send into partition `partition` (by key hash when `None`).
+    pub fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<()> {
         let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         loop {
             match self.producer.send(record) {

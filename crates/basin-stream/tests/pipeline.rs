@@ -139,6 +139,7 @@ fn options(dir: &Path, mode: Mode, parallelism: usize) -> RunOptions {
         discard: false,
         stop: Default::default(),
         state_ttl: None,
+        group: None,
     }
 }
 

@@ -205,6 +205,7 @@ async fn start(data_dir: &Path, d: &Deployment) -> Result<Active> {
         discard: false,
         stop: stop.clone(),
         state_ttl: d.state_ttl_ms.map(Duration::from_millis),
+        group: None,
     };
     let pipeline = Pipeline::open(&d.sql, &options).await?;
     let running = pipeline.start(&options).await?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{run_basin, wait_for_exit, TestBroker};
+use common::{clock, run_basin, wait_for_exit, TestBroker};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -32,17 +32,6 @@ fn events(n: usize) -> Vec<(i64, i64, i64)> {
             )
         })
         .collect()
-}
-
-fn clock(ms: i64) -> String {
-    let s = ms / 1000;
-    format!(
-        "2026-01-01 {:02}:{:02}:{:02}.{:03}",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60,
-        ms % 1000
-    )
 }
 
 fn expected(events: &[(i64, i64, i64)]) -> Vec<String> {

@@ -795,6 +795,7 @@ impl BinExecutor {
             discard: false,
             stop: Default::default(),
             state_ttl: None,
+            group: None,
         };
         let pipeline = Pipeline::open(&text, &options)
             .await

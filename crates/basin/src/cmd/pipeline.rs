@@ -118,6 +118,14 @@ pub struct RunArgs {
     /// Count the rows of bare SELECTs instead of printing them (benchmarks).
     #[arg(long)]
     pub discard: bool,
+    /// Stream mode: run the pipeline together with every `basin` process
+    /// started with the same group name, as one consumer group: each owns
+    /// some source partitions and the state of their keys, keyed stages
+    /// exchange rows through repartition topics, and a process that dies
+    /// has its partitions taken over from their last checkpoint. Writes to
+    /// a topic sink.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
     /// Name of the pipeline's checkpoint folder [default: the last file's stem].
     #[arg(long)]
     pub name: Option<String>,
@@ -162,6 +170,7 @@ async fn run_file(client: &ClientArgs, args: RunArgs) -> Result<()> {
         discard: args.discard,
         stop: Default::default(),
         state_ttl: args.state_ttl,
+        group: args.group.clone(),
     };
     let started = Instant::now();
     let at = || format!("in {}", file.display());

@@ -190,3 +190,15 @@ pub fn pg_schema(url: &str) -> String {
     psql(url, &format!("CREATE SCHEMA {name}"));
     name
 }
+
+/// `ms` after midnight of 2026-01-01, as a SQL timestamp literal.
+pub fn clock(ms: i64) -> String {
+    let s = ms / 1000;
+    format!(
+        "2026-01-01 {:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60,
+        ms % 1000
+    )
+}
