@@ -132,9 +132,15 @@ fn layout(graph: &Graph, sink: SinkTarget, job: &str, group: &str) -> Result<Lay
                 ))
             }
         };
-        let output = match graph.consumer(s) {
+        let consumers = graph.consumers(s);
+        let output = match consumers.first() {
             None => SegmentOutput::Sink(sink.clone()),
-            Some((c, input)) => {
+            Some(_) if consumers.len() > 1 => {
+                return Err(StreamError::Unsupported(
+                    "--group: a stage feeding several others".into(),
+                ))
+            }
+            Some(&(c, input)) => {
                 let topic = rep_topic(c, input);
                 repartition_topics.push(topic.clone());
                 SegmentOutput::Repartition {
@@ -186,7 +192,7 @@ fn keyed_segment(
         });
         inputs.push(Edge {
             from: i,
-            keys: edge.keys.clone(),
+            ..edge.clone()
         });
     }
     let mut keyed = stage.clone();

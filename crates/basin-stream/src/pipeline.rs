@@ -377,6 +377,9 @@ impl Pipeline {
         if let Some(ttl) = options.state_ttl {
             set_state_ttl(&mut plan, ttl.as_millis() as i64);
         }
+        if options.group.is_none() {
+            crate::plan::share::share_stages(&mut plan);
+        }
         let name = format!("{}-{n}", options.name);
         let config = JobConfig {
             checkpoint_dir: options
@@ -394,6 +397,11 @@ impl Pipeline {
         };
         if options.reset {
             crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;
+        }
+        if std::env::var_os("BASIN_DUMP_GRAPH").is_some() {
+            for (i, st) in plan.stages.iter().enumerate() {
+                eprintln!("STAGE {i}: {:?}\n", st);
+            }
         }
         Ok((plan, sink, config))
     }

@@ -8,6 +8,7 @@
 //! window closes.
 
 mod interval;
+pub mod share;
 mod slices;
 
 use std::sync::Arc;
@@ -64,12 +65,29 @@ pub enum StageKind {
     Remote(Arc<crate::remote::RemoteInput>),
 }
 
-/// Rows of stage `from`, routed to a keyed stage's tasks by `keys`
-/// (evaluated on `from`'s output).
+/// Rows of stage `from`, after `chain`, routed to a keyed stage's tasks by
+/// `keys` (evaluated on those rows).
 #[derive(Debug, Clone)]
 pub struct Edge {
     pub from: usize,
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Steps run on `from`'s rows for this consumer alone: the steps of a
+    /// stage shared by several consumers ([`share`]).
+    pub chain: Chain,
+    /// The schema of the rows after `chain`, when it differs from `from`'s
+    /// output schema.
+    pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+}
+
+impl Edge {
+    pub fn new(from: usize, keys: Vec<Arc<dyn PhysicalExpr>>) -> Edge {
+        Edge {
+            from,
+            keys,
+            chain: Chain::default(),
+            schema: None,
+        }
+    }
 }
 
 /// The stateful part of a keyed stage.
@@ -98,15 +116,17 @@ impl Graph {
         self.stages.last().expect("a graph has a stage")
     }
 
-    /// The stage that consumes stage `i`'s output, and through which edge.
-    pub fn consumer(&self, i: usize) -> Option<(usize, usize)> {
-        self.stages.iter().enumerate().find_map(|(s, stage)| {
-            stage
-                .inputs
-                .iter()
-                .position(|e| e.from == i)
-                .map(|input| (s, input))
-        })
+    /// The stages that consume stage `i`'s output, and through which edge.
+    pub fn consumers(&self, i: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (input, e) in stage.inputs.iter().enumerate() {
+                if e.from == i {
+                    out.push((s, input));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -319,7 +339,7 @@ impl Builder {
             ttl_ms: None,
         };
         let (edge, session) = match self.session_input(stage, group, &group_lineage)? {
-            Some((keys, session)) => (Edge { from: stage, keys }, Some(session)),
+            Some((keys, session)) => (Edge::new(stage, keys), Some(session)),
             None => {
                 let keys = match self.hop_slices(stage, &group_lineage) {
                     Some(hop) => {
@@ -335,7 +355,7 @@ impl Builder {
                     }
                     None => group_exprs,
                 };
-                (Edge { from: stage, keys }, None)
+                (Edge::new(stage, keys), None)
             }
         };
         let keyed = self.keyed(
@@ -459,10 +479,7 @@ impl Builder {
             updating: true,
             ttl_ms: None,
         };
-        let edge = Edge {
-            from: stage,
-            keys: spec.partition_by.clone(),
-        };
+        let edge = Edge::new(stage, spec.partition_by.clone());
         let keyed = self.keyed(
             vec![edge],
             KeyedPlan {
@@ -565,16 +582,7 @@ impl Builder {
             output_schema: node.schema(),
             ttl_ms: None,
         };
-        let edges = vec![
-            Edge {
-                from: left,
-                keys: left_keys,
-            },
-            Edge {
-                from: right,
-                keys: right_keys,
-            },
-        ];
+        let edges = vec![Edge::new(left, left_keys), Edge::new(right, right_keys)];
         let keyed = self.keyed(
             edges,
             KeyedPlan {

@@ -351,11 +351,13 @@ fn restorable(
 struct Wiring {
     tasks: Vec<usize>,
     partitions: Vec<Vec<i32>>,
-    consumers: Vec<Option<(usize, usize)>>,
+    /// Per stage, its consumers (stage, input).
+    consumers: Vec<Vec<(usize, usize)>>,
 }
 
-/// Per stage and task: senders to the consumer's tasks / receivers with their input.
-type Senders = Vec<Vec<Vec<Sender<Msg>>>>;
+/// Per stage and task: per consumer, senders to the consumer's tasks /
+/// receivers with their input.
+type Senders = Vec<Vec<Vec<Vec<Sender<Msg>>>>>;
 type Receivers = Vec<Vec<Vec<(Receiver<Msg>, usize)>>>;
 
 impl Wiring {
@@ -396,7 +398,9 @@ impl Wiring {
                 }
             }
         }
-        let consumers = (0..graph.stages.len()).map(|s| graph.consumer(s)).collect();
+        let consumers = (0..graph.stages.len())
+            .map(|s| graph.consumers(s))
+            .collect();
         Ok(Wiring {
             tasks,
             partitions,
@@ -414,21 +418,27 @@ impl Wiring {
             .sum()
     }
 
-    /// A channel from every task of a stage to every task of its consumer.
+    /// A channel from every task of a stage to every task of each consumer.
     fn channels(&self) -> (Senders, Receivers) {
-        let mut senders: Senders = self.tasks.iter().map(|&n| vec![Vec::new(); n]).collect();
+        let mut senders: Senders = self
+            .tasks
+            .iter()
+            .zip(&self.consumers)
+            .map(|(&n, consumers)| vec![vec![Vec::new(); consumers.len()]; n])
+            .collect();
         let mut receivers: Receivers = self
             .tasks
             .iter()
             .map(|&n| (0..n).map(|_| Vec::new()).collect())
             .collect();
-        for (s, consumer) in self.consumers.iter().enumerate() {
-            let Some((c, input)) = consumer else { continue };
-            for sender in senders[s].iter_mut() {
-                for receiver in receivers[*c].iter_mut() {
-                    let (tx, rx) = bounded(CHANNEL_DEPTH);
-                    sender.push(tx);
-                    receiver.push((rx, *input));
+        for (s, consumers) in self.consumers.iter().enumerate() {
+            for (branch, &(c, input)) in consumers.iter().enumerate() {
+                for sender in senders[s].iter_mut() {
+                    for receiver in receivers[c].iter_mut() {
+                        let (tx, rx) = bounded(CHANNEL_DEPTH);
+                        sender[branch].push(tx);
+                        receiver.push((rx, input));
+                    }
                 }
             }
         }
@@ -463,25 +473,29 @@ impl Launcher<'_> {
     }
 
     /// Where task `t` of stage `s` sends its rows.
-    fn output(&self, s: usize, t: usize, senders: Vec<Sender<Msg>>) -> Result<Output> {
-        match self.graph.consumer(s) {
-            Some((c, input)) => {
-                let consumer = &self.graph.stages[c];
-                Ok(Output::Exchange(Exchange::new(
-                    consumer.inputs[input].keys.clone(),
-                    &self.graph.stages[s].schema,
-                    senders,
-                )?))
+    fn output(&self, s: usize, t: usize, senders: Vec<Vec<Sender<Msg>>>) -> Result<Output> {
+        let consumers = self.graph.consumers(s);
+        if !consumers.is_empty() {
+            let mut branches = Vec::new();
+            for ((c, input), senders) in consumers.into_iter().zip(senders) {
+                let edge = &self.graph.stages[c].inputs[input];
+                let schema = edge
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| self.graph.stages[s].schema.clone());
+                branches.push(Branch {
+                    chain: edge.chain.clone(),
+                    exchange: Exchange::new(edge.keys.clone(), &schema, senders)?,
+                });
             }
-            None => {
-                let staging = self.config.checkpoint_dir.join("staging");
-                Ok(Output::Sink(self.sink.open(
-                    &staging,
-                    s * 1000 + t,
-                    self.txn,
-                )?))
-            }
+            return Ok(Output::Exchange(branches));
         }
+        let staging = self.config.checkpoint_dir.join("staging");
+        Ok(Output::Sink(self.sink.open(
+            &staging,
+            s * 1000 + t,
+            self.txn,
+        )?))
     }
 
     fn launch(
@@ -803,10 +817,17 @@ impl Coordinator {
     }
 }
 
-/// Where a task's output rows go: the next stage's tasks, or the sink.
+/// Where a task's output rows go: the next stages' tasks, or the sink.
 enum Output {
-    Exchange(Exchange),
+    /// One branch per consuming stage.
+    Exchange(Vec<Branch>),
     Sink(Box<dyn Sink>),
+}
+
+/// Rows to one consuming stage: its own steps, then routed by its key.
+struct Branch {
+    chain: Chain,
+    exchange: Exchange,
 }
 
 /// What every task has.
@@ -850,6 +871,7 @@ impl TaskCommon {
             s.rows_out
                 .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
+        let stage = self.stat.and_then(|i| self.stats.stage(i));
         match &mut self.output {
             Output::Sink(sink) => {
                 if !sink.internal() {
@@ -859,23 +881,10 @@ impl TaskCommon {
                 }
                 sink.write(&batch)
             }
-            Output::Exchange(exchange) => {
-                for (k, part) in exchange.split(batch)? {
-                    let msg = match exchange.senders[k].try_send(Msg::Data(part)) {
-                        Ok(()) => continue,
-                        Err(crossbeam_channel::TrySendError::Full(msg)) => msg,
-                        Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                            return Err(StreamError::Task("a downstream task stopped".into()))
-                        }
-                    };
-                    let waited = Instant::now();
-                    if exchange.senders[k].send(msg).is_err() {
-                        return Err(StreamError::Task("a downstream task stopped".into()));
-                    }
-                    if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
-                        s.blocked_ns
-                            .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    }
+            Output::Exchange(branches) => {
+                for branch in branches.iter() {
+                    // A batch's columns are shared, so each copy is cheap.
+                    route(&branch.exchange, branch.chain.apply(batch.clone())?, stage)?;
                 }
                 Ok(())
             }
@@ -884,8 +893,8 @@ impl TaskCommon {
 
     fn forward(&mut self, make: impl Fn() -> Msg) -> Result<()> {
         match &mut self.output {
-            Output::Exchange(exchange) => {
-                for out in &exchange.senders {
+            Output::Exchange(branches) => {
+                for out in branches.iter().flat_map(|b| &b.exchange.senders) {
                     let _ = out.send(make());
                 }
                 Ok(())
@@ -920,6 +929,32 @@ impl TaskCommon {
             Output::Exchange(_) => Ok(()),
         }
     }
+}
+
+/// Send `batch` to `exchange`'s tasks by key, waiting when their queues
+/// are full (counted as backpressure of `stage`).
+fn route(exchange: &Exchange, batch: RecordBatch, stage: Option<&StageStats>) -> Result<()> {
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
+    for (k, part) in exchange.split(batch)? {
+        let msg = match exchange.senders[k].try_send(Msg::Data(part)) {
+            Ok(()) => continue,
+            Err(crossbeam_channel::TrySendError::Full(msg)) => msg,
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                return Err(StreamError::Task("a downstream task stopped".into()))
+            }
+        };
+        let waited = Instant::now();
+        if exchange.senders[k].send(msg).is_err() {
+            return Err(StreamError::Task("a downstream task stopped".into()));
+        }
+        if let Some(s) = stage {
+            s.blocked_ns
+                .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// Reads partitions, assigns windows, runs the stage's steps.

@@ -703,3 +703,73 @@ async fn late_rows_go_to_a_side_table() {
     want.sort();
     assert_same("side table", &side, &want);
 }
+
+/// Per 10 s window, the auctions with the most bids (over 10), computed directly.
+fn expected_hot(bids: &[Bid]) -> Vec<String> {
+    let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for b in bids.iter().filter(|b| b.price > 10) {
+        *counts
+            .entry((b.time - b.time.rem_euclid(10_000), b.auction))
+            .or_default() += 1;
+    }
+    let mut most: BTreeMap<i64, i64> = BTreeMap::new();
+    for ((w, _), n) in &counts {
+        let m = most.entry(*w).or_default();
+        *m = (*m).max(*n);
+    }
+    let mut out: Vec<String> = counts
+        .iter()
+        .filter(|((w, _), n)| most[w] == **n)
+        .map(|((w, a), n)| format!("{a},{},{n}", timestamp(*w)[..19].replace(' ', "T")))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The same windowed aggregate on both sides of a join (as Nexmark q5
+/// does) runs once: the source and the aggregate are shared, each side
+/// keeps its own projection, and the rows equal the direct answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_subqueries_share_one_scan_and_aggregate() {
+    let broker_dir = tempfile::tempdir().unwrap();
+    let (brokers, _stop) = start_broker(broker_dir.path()).await;
+    let events = bids(3000);
+    produce(&brokers, "bids", &events).await;
+    let counts = "SELECT auction, count(*) AS num, window_start AS ws
+        FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+        WHERE price > 10 GROUP BY auction, window_start, window_end";
+    let sql = format!(
+        "CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+           WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND)
+         STORED AS TOPIC LOCATION 'bids' OPTIONS ('brokers' '{brokers}');
+         CREATE TABLE IF NOT EXISTS lake.hot (auction BIGINT, ws TIMESTAMP, num BIGINT);
+         INSERT INTO lake.hot
+         SELECT c.auction, c.ws, c.num
+         FROM ({counts}) AS c
+         JOIN (SELECT max(m.num) AS most, m.ws FROM ({counts}) AS m GROUP BY m.ws) AS x
+         ON c.ws = x.ws AND c.num >= x.most;"
+    );
+    let expected = expected_hot(&events);
+    assert!(expected.len() > 20, "too few windows to mean anything");
+    let query = "SELECT auction, ws, num FROM lake.hot";
+    for parallelism in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = run(&sql, &options(dir.path(), Mode::Stream, parallelism)).await;
+        let stats = &summary.jobs[0].stats;
+        assert_eq!(
+            stats.rows_in.load(Ordering::Relaxed),
+            events.len() as u64,
+            "the bids were not read once"
+        );
+        let names: Vec<&str> = stats.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names.iter().filter(|n| **n == "aggregate").count(),
+            2,
+            "{names:?}"
+        );
+        assert_same("stream", &rows(dir.path(), query).await, &expected);
+    }
+    let batch_dir = tempfile::tempdir().unwrap();
+    run(&sql, &options(batch_dir.path(), Mode::Batch, 1)).await;
+    assert_same("batch", &rows(batch_dir.path(), query).await, &expected);
+}
