@@ -10,7 +10,7 @@
 mod expire;
 mod hop;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -25,6 +25,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, StreamError};
+use crate::hash::{fast_map, FastMap};
 use crate::ops::{tag_watermark, tagged_watermark, Operator};
 use crate::ttl::{Ttl, UNSTAMPED};
 
@@ -157,7 +158,7 @@ impl Inputs {
 
 /// The groups of one pane and their accumulators.
 struct Pane {
-    index: HashMap<Box<[u8]>, usize>,
+    index: FastMap<Box<[u8]>, usize>,
     rows: Rows,
     accs: Vec<Box<dyn GroupsAccumulator>>,
 }
@@ -235,7 +236,7 @@ impl Aggregate {
             .map(|a| self.spec.accumulator(a))
             .collect::<Result<_>>()?;
         Ok(Pane {
-            index: HashMap::new(),
+            index: fast_map(),
             rows: self.converter.empty_rows(0, 0),
             accs,
         })
@@ -252,11 +253,16 @@ impl Aggregate {
         let pane = self.panes.get_mut(&fire).expect("inserted");
         let mut indices = Vec::with_capacity(rows.num_rows());
         for row in rows.iter() {
-            let next = pane.index.len();
-            let idx = *pane.index.entry(row.as_ref().into()).or_insert_with(|| {
-                pane.rows.push(row);
-                next
-            });
+            // Look up before inserting: a known group costs no allocation.
+            let idx = match pane.index.get(row.as_ref()) {
+                Some(idx) => *idx,
+                None => {
+                    let next = pane.index.len();
+                    pane.index.insert(row.as_ref().into(), next);
+                    pane.rows.push(row);
+                    next
+                }
+            };
             indices.push(idx);
         }
         Ok((pane, indices))

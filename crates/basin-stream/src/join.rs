@@ -34,6 +34,9 @@ pub struct JoinSideSpec {
     pub window_end: Option<usize>,
     /// An interval join: when a row of this side stops matching.
     pub expiry: Option<Expiry>,
+    /// A bounded input (a lake table, files): once read, complete for good
+    /// (a stream's end in a `--bounded` run is not: a later run reads on).
+    pub bounded: bool,
 }
 
 /// A row of an interval join's side can match nothing once the watermark
@@ -498,8 +501,14 @@ impl Operator for Join {
     }
 
     fn on_input_watermark(&mut self, input: usize, watermark: i64) {
-        if watermark == i64::MAX {
-            self.complete[input.min(1)] = true;
+        let side = input.min(1);
+        let spec = if side == 0 {
+            &self.spec.left
+        } else {
+            &self.spec.right
+        };
+        if watermark == i64::MAX && spec.bounded {
+            self.complete[side] = true;
         }
     }
 
@@ -585,6 +594,7 @@ mod tests {
             keys: vec![Arc::new(Column::new("k", 0))],
             window_end: None,
             expiry: None,
+            bounded: false,
         }
     }
 
@@ -652,6 +662,7 @@ mod interval_tests {
                 offset_ms,
                 grain_ms: 100,
             }),
+            bounded: false,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod checkpoint;
 mod error;
 pub mod exec;
 pub mod group;
+mod hash;
 pub mod join;
 pub mod late;
 pub mod ops;

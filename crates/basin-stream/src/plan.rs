@@ -563,18 +563,21 @@ impl Builder {
         } else {
             interval::expiries(join.filter(), &left_lineage, &right_lineage)
         };
+        let bounded = |s: usize| matches!(self.stages[s].kind, StageKind::Bounded(_));
         let spec = JoinSpec {
             left: JoinSideSpec {
                 schema: join.left().schema(),
                 keys: left_keys.clone(),
                 window_end: lw.filter(|_| windowed),
                 expiry: le,
+                bounded: bounded(left),
             },
             right: JoinSideSpec {
                 schema: join.right().schema(),
                 keys: right_keys.clone(),
                 window_end: rw.filter(|_| windowed),
                 expiry: re,
+                bounded: bounded(right),
             },
             filter: join.filter().cloned(),
             projection: join.projection.as_ref().map(|p| p.to_vec()),

@@ -5,7 +5,6 @@
 //! are emitted again with their ranks at each tick, or, into sinks that
 //! cannot take updates, once at the end of a bounded run.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, UInt64Array};
@@ -15,6 +14,7 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 
 use crate::error::Result;
+use crate::hash::{fast_map, fast_set, FastMap, FastSet};
 use crate::ops::Operator;
 use crate::ttl::{Ttl, UNSTAMPED};
 
@@ -41,12 +41,12 @@ pub struct TopN {
     keys: RowConverter,
     order: RowConverter,
     rows: RowConverter,
-    groups: HashMap<Box<[u8]>, Vec<Ranked>>,
-    dirty: HashSet<Box<[u8]>>,
+    groups: FastMap<Box<[u8]>, Vec<Ranked>>,
+    dirty: FastSet<Box<[u8]>>,
     watermark: i64,
     ttl: Option<Ttl>,
     /// With a TTL: each key's stamp (see [`crate::ttl`]).
-    touched: HashMap<Box<[u8]>, i64>,
+    touched: FastMap<Box<[u8]>, i64>,
 }
 
 impl TopN {
@@ -72,11 +72,11 @@ impl TopN {
             keys: RowConverter::new(keys)?,
             order: RowConverter::new(order)?,
             rows: RowConverter::new(rows)?,
-            groups: HashMap::new(),
-            dirty: HashSet::new(),
+            groups: fast_map(),
+            dirty: fast_set(),
             watermark: UNSTAMPED,
             ttl: spec.ttl_ms.map(Ttl::new),
-            touched: HashMap::new(),
+            touched: fast_map(),
             spec,
         })
     }
@@ -107,34 +107,41 @@ impl TopN {
     fn offer(&mut self, batch: &RecordBatch, mark: bool) -> Result<()> {
         let (keys, order, rows) = self.convert(batch)?;
         for i in 0..batch.num_rows() {
-            let candidate: Ranked = (order.row(i).as_ref().into(), rows.row(i).as_ref().into());
+            let key = keys.row(i);
+            let key = key.as_ref();
             if self.ttl.is_some() {
                 // Stamped with the watermark at the next sweep.
-                self.touched.insert(keys.row(i).as_ref().into(), UNSTAMPED);
+                self.touched.insert(key.into(), UNSTAMPED);
             }
-            let list = self.groups.entry(keys.row(i).as_ref().into()).or_default();
-            let at = list.partition_point(|r| *r <= candidate);
+            let (o, r) = (order.row(i), rows.row(i));
+            // Rows are copied out only when kept, keys only when new.
+            if !self.groups.contains_key(key) {
+                self.groups.insert(key.into(), Vec::new());
+            }
+            let list = self.groups.get_mut(key).expect("inserted");
+            let at = list.partition_point(|(lo, lr)| (&**lo, &**lr) <= (o.as_ref(), r.as_ref()));
             if at >= self.spec.limit {
                 continue;
             }
-            list.insert(at, candidate);
+            list.insert(at, (o.as_ref().into(), r.as_ref().into()));
             list.truncate(self.spec.limit);
-            if mark {
-                self.dirty.insert(keys.row(i).as_ref().into());
+            if mark && !self.dirty.contains(key) {
+                self.dirty.insert(key.into());
             }
         }
         Ok(())
     }
 
     /// The kept rows of `keys` (all keys when `None`), with their ranks.
-    fn rows_of(&self, keys: Option<&HashSet<Box<[u8]>>>, ranked: bool) -> Result<RecordBatch> {
+    fn rows_of(&self, keys: Option<&FastSet<Box<[u8]>>>, ranked: bool) -> Result<RecordBatch> {
         let parser = self.rows.parser();
         let mut picked = Vec::new();
         let mut ranks = Vec::new();
-        for (key, list) in &self.groups {
-            if keys.is_some_and(|k| !k.contains(key)) {
-                continue;
-            }
+        let lists: Box<dyn Iterator<Item = &Vec<Ranked>>> = match keys {
+            Some(keys) => Box::new(keys.iter().filter_map(|k| self.groups.get(k))),
+            None => Box::new(self.groups.values()),
+        };
+        for list in lists {
             for (rank, (_, row)) in list.iter().enumerate() {
                 picked.push(parser.parse(row));
                 ranks.push(rank as u64 + 1);

@@ -205,7 +205,12 @@ fn expected_hop(bids: &[Bid], slide: i64, size: i64) -> Vec<String> {
 /// Equal row sets, reporting only the first difference.
 fn assert_same(what: &str, got: &[String], want: &[String]) {
     let diff = got.iter().zip(want).find(|(g, w)| g != w);
-    assert!(diff.is_none(), "{what}: first difference {diff:?}");
+    assert!(
+        diff.is_none(),
+        "{what}: first difference {diff:?} (got {}, want {})",
+        got.len(),
+        want.len()
+    );
     assert_eq!(got.len(), want.len(), "{what}: row counts differ");
 }
 
