@@ -27,7 +27,8 @@ pub struct Manifest {
     /// Identifies the pipeline SQL the state belongs to.
     pub fingerprint: String,
     pub parallelism: usize,
-    /// Next offset to read, per source stage and partition (`stage:partition`).
+    /// Next offset to read, per source stage and partition (`stage:partition`);
+    /// for a repartition input also each writer's last watermark (`stage:w<writer>`).
     pub offsets: BTreeMap<String, i64>,
     /// State file of each stateful operator, by `task-operator` key.
     pub states: BTreeMap<String, String>,

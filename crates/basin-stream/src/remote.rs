@@ -159,11 +159,14 @@ pub struct RemoteReader {
 }
 
 impl RemoteReader {
-    /// Read partition `partition` from `start` (its beginning when `None`).
+    /// Read partition `partition` from `start` (its beginning when `None`),
+    /// knowing the writers' watermarks read before `start` (a writer that
+    /// restarts with nothing new to read sends none again).
     pub fn open(
         input: Arc<RemoteInput>,
         partition: i32,
         start: Option<i64>,
+        writers: HashMap<i32, i64>,
     ) -> Result<RemoteReader> {
         let consumer = committed_consumer(&input.brokers)?;
         let mut list = TopicPartitionList::new();
@@ -175,7 +178,7 @@ impl RemoteReader {
             input,
             partition,
             next: start.unwrap_or(0),
-            writers: HashMap::new(),
+            writers,
         })
     }
 
@@ -237,6 +240,11 @@ impl RemoteReader {
     /// Next offset to read (what a checkpoint stores).
     pub fn offset(&self) -> i64 {
         self.next
+    }
+
+    /// The last watermark of each writer (a checkpoint stores them too).
+    pub fn writers(&self) -> &HashMap<i32, i64> {
+        &self.writers
     }
 
     pub fn partition(&self) -> i32 {

@@ -551,10 +551,11 @@ impl Launcher<'_> {
                 let start = self
                     .restored
                     .and_then(|m| offsets_of(m, s).get(&p).copied());
+                let writers = self.restored.map(|m| writers_of(m, s)).unwrap_or_default();
                 let (ctl_tx, ctl_rx) = unbounded();
                 self.controls.push(ctl_tx);
                 let task = RemoteTask {
-                    reader: RemoteReader::open(input, p, start)?,
+                    reader: RemoteReader::open(input, p, start, writers)?,
                     control: ctl_rx,
                     common,
                 };
@@ -599,6 +600,18 @@ fn offsets_of(m: &Manifest, stage: usize) -> HashMap<i32, i64> {
         .filter_map(|(k, o)| {
             let (s, p) = k.split_once(':')?;
             (s.parse::<usize>().ok()? == stage).then_some((p.parse().ok()?, *o))
+        })
+        .collect()
+}
+
+/// The writers' watermarks a remote stage had read (`stage:w<writer>`).
+fn writers_of(m: &Manifest, stage: usize) -> HashMap<i32, i64> {
+    m.offsets
+        .iter()
+        .filter_map(|(k, w)| {
+            let (s, writer) = k.split_once(':')?;
+            let writer = writer.strip_prefix('w')?.parse().ok()?;
+            (s.parse::<usize>().ok()? == stage).then_some((writer, *w))
         })
         .collect()
 }
@@ -1060,8 +1073,12 @@ impl RemoteTask {
         loop {
             match self.control.try_recv() {
                 Ok(Control::Checkpoint(id)) => {
-                    let key = format!("{}:{}", self.common.stage, self.reader.partition());
-                    let offsets = vec![(key, self.reader.offset())];
+                    let stage = self.common.stage;
+                    let key = format!("{stage}:{}", self.reader.partition());
+                    let mut offsets = vec![(key, self.reader.offset())];
+                    for (w, mark) in self.reader.writers() {
+                        offsets.push((format!("{stage}:w{w}"), *mark));
+                    }
                     self.common.barrier(id, offsets, Vec::new(), Vec::new())?;
                 }
                 Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
