@@ -398,11 +398,7 @@ impl Pipeline {
         if options.reset {
             crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;
         }
-        if std::env::var_os("BASIN_DUMP_GRAPH").is_some() {
-            for (i, st) in plan.stages.iter().enumerate() {
-                eprintln!("STAGE {i}: {:?}\n", st);
-            }
-        }
+        tracing::debug!(stages = plan.stages.len(), "stream job graph");
         Ok((plan, sink, config))
     }
 }
