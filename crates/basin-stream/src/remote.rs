@@ -18,15 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use basin_sql::topic::QuietContext;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -36,6 +34,7 @@ use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{Result, StreamError};
 use crate::runtime::Router;
 use crate::sink::Sink;
+use crate::source::QuietConsumer;
 use crate::txn::TxnTopic;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,7 +150,7 @@ fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
 
 /// Reads one partition of a repartition topic.
 pub struct RemoteReader {
-    consumer: BaseConsumer<QuietContext>,
+    consumer: QuietConsumer,
     input: Arc<RemoteInput>,
     partition: i32,
     next: i64,
@@ -168,7 +167,7 @@ impl RemoteReader {
         start: Option<i64>,
         writers: HashMap<i32, i64>,
     ) -> Result<RemoteReader> {
-        let consumer = committed_consumer(&input.brokers)?;
+        let consumer = crate::source::consumer(&input.brokers)?;
         let mut list = TopicPartitionList::new();
         let offset = start.map_or(Offset::Beginning, Offset::Offset);
         list.add_partition_offset(&input.topic, partition, offset)?;
@@ -250,18 +249,6 @@ impl RemoteReader {
     pub fn partition(&self) -> i32 {
         self.partition
     }
-}
-
-fn committed_consumer(brokers: &str) -> Result<BaseConsumer<QuietContext>> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("basin-remote-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "50")
-        .set("log_level", "3")
-        .create_with_context(QuietContext)?)
 }
 
 /// Where one task keeps its checkpoints for whoever runs it next.
@@ -351,7 +338,7 @@ impl StateTopic {
     /// The newest complete record of the partition: the chunks of the
     /// highest checkpoint id that has all of them.
     fn last_record(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        let consumer = committed_consumer(&self.brokers)?;
+        let consumer = crate::source::consumer(&self.brokers)?;
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&self.topic, self.partition, Offset::Beginning)?;
         consumer.assign(&list)?;

@@ -126,8 +126,9 @@ impl JobStats {
         }
     }
 
-    fn stage(&self, s: usize) -> Option<&StageStats> {
-        self.stages.get(s)
+    /// The counters of stage `s`, if it counts in these stats.
+    fn stage_of(&self, s: Option<usize>) -> Option<&StageStats> {
+        self.stages.get(s?)
     }
 }
 
@@ -861,7 +862,7 @@ impl TaskCommon {
         if source {
             self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         }
-        if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
+        if let Some(s) = self.stats.stage_of(self.stat) {
             s.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         }
     }
@@ -869,7 +870,7 @@ impl TaskCommon {
     /// The stage's watermark: the lowest over its tasks would be exact;
     /// the highest seen is what a status line needs and costs no locking.
     fn set_watermark(&self, watermark: i64) {
-        if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
+        if let Some(s) = self.stats.stage_of(self.stat) {
             s.watermark.fetch_max(watermark, Ordering::Relaxed);
         }
     }
@@ -880,11 +881,11 @@ impl TaskCommon {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if let Some(s) = self.stat.and_then(|i| self.stats.stage(i)) {
+        let stage = self.stats.stage_of(self.stat);
+        if let Some(s) = stage {
             s.rows_out
                 .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
-        let stage = self.stat.and_then(|i| self.stats.stage(i));
         match &mut self.output {
             Output::Sink(sink) => {
                 if !sink.internal() {

@@ -118,14 +118,17 @@ impl SourceInfo {
 
 pub use basin_sql::topic::QuietContext;
 
-type QuietConsumer = BaseConsumer<QuietContext>;
+pub(crate) type QuietConsumer = BaseConsumer<QuietContext>;
 
-fn consumer(brokers: &str) -> Result<QuietConsumer> {
+/// A consumer of assigned partitions (no group membership, no commits)
+/// that reads committed records only and reports partition ends.
+pub(crate) fn consumer(brokers: &str) -> Result<QuietConsumer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("basin-pipeline-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "50")
         // librdkafka >= 2.4 pauses fetching 1 s whenever its local queue is
         // over queued.min.messages: at ~130k rows/s that pause is the limit.

@@ -16,13 +16,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// (auction, price, event time in ms after BASE): 50 ms apart, up to 1.5 s out of order.
 fn events(n: usize) -> Vec<(i64, i64, i64)> {
-    let mut state = 7u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        state >> 33
-    };
+    let mut next = common::lcg(7);
     (0..n)
         .map(|i| {
             (

@@ -28,13 +28,7 @@ const WINDOW_MS: i64 = 5000;
 
 /// (click id, user, amount, event time in ms): 10 ms apart, up to 1.5 s out of order.
 fn clicks(n: usize) -> Vec<(usize, u64, u64, i64)> {
-    let mut state = 11u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        state >> 33
-    };
+    let mut next = common::lcg(11);
     (0..n)
         .map(|i| {
             let t = 60_000 + i as i64 * 10 - (next() % 1500) as i64;
@@ -174,24 +168,12 @@ fn two_processes_share_a_pipeline_and_the_survivor_of_a_kill_finishes_it_exactly
     let mut b = start(&file, &dir.path().join("b"), &brokers, &log_b);
     // Both hold partitions and output has been committed: then kill one.
     let deadline = Instant::now() + LIMIT;
-    while windows(&brokers).len() < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "no output; logs:\n{}",
-            logs(&[&log_a, &log_b])
-        );
-        assert!(
-            a.try_wait().unwrap().is_none(),
-            "a exited:\n{}",
-            logs(&[&log_a])
-        );
-        assert!(
-            b.try_wait().unwrap().is_none(),
-            "b exited:\n{}",
-            logs(&[&log_b])
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_windows(
+        &brokers,
+        10,
+        deadline,
+        &mut [(&mut a, &log_a), (&mut b, &log_b)],
+    );
     let before_kill = windows(&brokers).len();
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
@@ -214,23 +196,7 @@ fn two_processes_share_a_pipeline_and_the_survivor_of_a_kill_finishes_it_exactly
     produce(&brokers, rest);
 
     let want = expected(&all);
-    let mut got = windows(&brokers);
-    while got.len() < want.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} windows after the kill; logs:\n{}",
-            got.len(),
-            want.len(),
-            logs(&[&log_b])
-        );
-        assert!(
-            b.try_wait().unwrap().is_none(),
-            "b exited:\n{}",
-            logs(&[&log_b])
-        );
-        std::thread::sleep(Duration::from_millis(500));
-        got = windows(&brokers);
-    }
+    wait_for_windows(&brokers, want.len(), deadline, &mut [(&mut b, &log_b)]);
     // Whatever the survivor still commits must not repeat a window.
     std::thread::sleep(Duration::from_secs(2));
     let got = windows(&brokers);
@@ -257,6 +223,34 @@ fn two_processes_share_a_pipeline_and_the_survivor_of_a_kill_finishes_it_exactly
     let diff = want.iter().find(|(k, v)| got.get(*k) != Some(*v));
     assert!(diff.is_none(), "first wrong window (want): {diff:?}");
     assert_eq!(got.len(), want.len());
+}
+
+/// Wait until the sink holds `n` windows; fail at `deadline` or when one
+/// of `running` exits, with the logs.
+fn wait_for_windows(
+    brokers: &str,
+    n: usize,
+    deadline: Instant,
+    running: &mut [(&mut Child, &Path)],
+) {
+    loop {
+        let got = windows(brokers).len();
+        if got >= n {
+            return;
+        }
+        let logs = logs(&running.iter().map(|(_, log)| *log).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {n} windows; logs:\n{logs}"
+        );
+        for (child, _) in running.iter_mut() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "a process exited:\n{logs}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// The partitions a process's log last says it owns.

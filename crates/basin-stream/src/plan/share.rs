@@ -28,7 +28,7 @@ pub fn share_stages(graph: &mut Graph) {
     let old = graph.stages.clone();
     for stage in &mut graph.stages {
         for edge in &mut stage.inputs {
-            rewire(edge, &old, &canon);
+            rewire(edge, &old, &canon, &shared);
         }
     }
     for (s, stage) in graph.stages.iter_mut().enumerate() {
@@ -54,18 +54,16 @@ pub fn share_stages(graph: &mut Graph) {
 }
 
 /// An edge from stage `f` now reads `canon[f]`, running `f`'s own steps
-/// itself when `canon[f]` feeds several consumers.
-fn rewire(edge: &mut Edge, old: &[StagePlan], canon: &[usize]) {
+/// itself when `canon[f]` is shared by several stages' consumers.
+fn rewire(edge: &mut Edge, old: &[StagePlan], canon: &[usize], shared: &[bool]) {
     let f = edge.from;
-    let c = canon[f];
-    let feeds_several = canon.iter().enumerate().any(|(i, x)| *x == c && i != c);
-    if feeds_several {
+    if shared[canon[f]] {
         let mut steps = old[f].post.0.clone();
         steps.append(&mut edge.chain.0);
         edge.chain = Chain(steps);
         edge.schema = Some(edge.schema.clone().unwrap_or(old[f].schema.clone()));
     }
-    edge.from = c;
+    edge.from = canon[f];
 }
 
 /// For each stage, the first stage that does the same work (itself if none).

@@ -202,3 +202,14 @@ pub fn clock(ms: i64) -> String {
         ms % 1000
     )
 }
+
+/// A repeatable pseudo-random sequence from `seed` (a 64-bit LCG's high bits).
+pub fn lcg(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    }
+}
