@@ -146,6 +146,22 @@ impl Setup {
         psql(&self.base, &sql).lines().map(str::to_string).collect()
     }
 
+    /// Rows of a query, or nothing while its tables do not exist yet (the
+    /// scheduler creates them when it starts, which a test races).
+    fn poll(&self, sql: &str) -> Vec<String> {
+        let sql = sql.replace("$s", &self.schema);
+        let out = Command::new("psql")
+            .args([&self.base, "-v", "ON_ERROR_STOP=1", "-qAtF,", "-c", &sql])
+            .output()
+            .expect("running psql");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("does not exist"), "psql {sql}: {err}");
+        }
+        text.lines().map(str::to_string).collect()
+    }
+
     /// Wait until `test` holds, failing with the processes' logs after LIMIT.
     fn wait_until(&self, what: &str, test: impl Fn() -> bool) {
         let deadline = Instant::now() + LIMIT;
@@ -159,7 +175,7 @@ impl Setup {
     fn wait_for_run(&self, dag: &str) -> String {
         let sql = format!("SELECT state FROM $s.flow_runs WHERE dag = '{dag}'");
         self.wait_until("the run did not end", || {
-            let state = self.query(&sql);
+            let state = self.poll(&sql);
             state == ["success"] || state == ["failed"]
         });
         self.query(&sql).remove(0)
@@ -226,7 +242,7 @@ fn two_workers_run_every_task_exactly_once() {
     s.worker("a");
     s.worker("b");
     s.wait_until("both workers heartbeat", || {
-        s.query("SELECT count(*) FROM $s.flow_workers") == ["2"]
+        s.poll("SELECT count(*) FROM $s.flow_workers") == ["2"]
     });
     s.trigger("many");
     assert_eq!(s.wait_for_run("many"), "success", "{}", s.logs());
@@ -316,7 +332,7 @@ fn a_killed_workers_task_is_retried_on_the_other_worker() {
     let a = s.worker("a");
     let b = s.worker("b");
     s.wait_until("both workers heartbeat", || {
-        s.query("SELECT count(*) FROM $s.flow_workers") == ["2"]
+        s.poll("SELECT count(*) FROM $s.flow_workers") == ["2"]
     });
     s.trigger("long");
     s.wait_until("the long task started", || !s.lines().is_empty());
@@ -415,7 +431,7 @@ fn logs_of_an_attempt_on_another_worker_come_from_the_database() {
     );
     s.worker("far");
     s.wait_until("the worker heartbeats", || {
-        s.query("SELECT count(*) FROM $s.flow_workers") == ["1"]
+        s.poll("SELECT count(*) FROM $s.flow_workers") == ["1"]
     });
     s.trigger("hello");
     assert_eq!(s.wait_for_run("hello"), "success", "{}", s.logs());
