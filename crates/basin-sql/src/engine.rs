@@ -10,10 +10,11 @@ use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::{collect, ExecutionPlanProperties};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::CreateExternalTable;
-use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::parser::Statement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
     Ident, Insert, ObjectName, ObjectType, Statement as SqlStatement, TableObject,
@@ -25,12 +26,14 @@ use crate::checked_files::CheckedFileFactory;
 use crate::error::{Result, SqlError};
 use crate::lake::{Lake, LakeMeta, Leftover};
 use crate::lake_table::{LakeSchema, LakeTable};
+use crate::model_sql::{parse_script, Stmt};
 use crate::partitioned::{extract_partitioned_by, PartitionSpec};
 use crate::postgres::PostgresTableFactory;
 use crate::progress::{ScanProgress, TrackScans};
 use crate::rejects::{rejects_batch, rejects_schema, RejectLog, REJECTS_TABLE};
 use crate::schema_check::{check_declared, check_insert};
 use crate::topic::{TopicTable, TopicTableFactory};
+use basin_ml::Models;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 
 /// The result of one statement.
@@ -52,7 +55,7 @@ impl std::fmt::Debug for Output {
 
 /// A statement of a script, parsed, waiting to run.
 pub struct Parsed {
-    statement: Statement,
+    statement: Stmt,
     partitions: Arc<Vec<PartitionSpec>>,
 }
 
@@ -65,6 +68,7 @@ pub struct Engine {
     leftovers: Vec<Leftover>,
     rejects: Arc<RejectLog>,
     progress: Arc<ScanProgress>,
+    models: Arc<Models>,
 }
 
 impl Engine {
@@ -84,6 +88,8 @@ impl Engine {
         let rejects = Arc::new(RejectLog::default());
         register_factories(&mut state, &rejects);
         let ctx = SessionContext::new_with_state(state).enable_url_table();
+        let models = Models::open(data_dir);
+        crate::predict::register(&ctx, &models);
         let lake = Lake::open(data_dir)?;
         let leftovers = lake.clean_leftovers()?;
         let catalog = Catalog::open(data_dir)?;
@@ -99,6 +105,7 @@ impl Engine {
             leftovers,
             rejects,
             progress,
+            models,
         };
         engine.replay_catalog().await;
         Ok(engine)
@@ -115,6 +122,15 @@ impl Engine {
 
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The model registry and the versions `predict()` scores with.
+    pub fn models(&self) -> &Arc<Models> {
+        &self.models
+    }
+
+    pub(crate) fn lake(&self) -> &Lake {
+        &self.lake
     }
 
     async fn replay_catalog(&self) {
@@ -140,7 +156,7 @@ impl Engine {
     pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
         let (sql, partitions) = extract_partitioned_by(sql);
         let partitions = Arc::new(partitions);
-        let statements = DFParser::parse_sql(&sql).map_err(SqlError::from)?;
+        let statements = parse_script(&sql).map_err(SqlError::from)?;
         Ok(statements
             .into_iter()
             .map(|statement| Parsed {
@@ -154,7 +170,12 @@ impl Engine {
     /// `lake._rejects` and says so; a failed statement keeps none.
     pub async fn run_statement(&self, parsed: Parsed) -> Result<Output> {
         self.progress.reset();
-        let output = match self.run(parsed.statement, &parsed.partitions).await {
+        self.models.refresh();
+        let run = match parsed.statement {
+            Stmt::Sql(statement) => self.run(statement, &parsed.partitions).await,
+            Stmt::CreateModel(m) => self.create_model(m).await,
+        };
+        let output = match run {
             Ok(output) => output,
             Err(e) => {
                 // The statement wrote nothing; neither do its rejects.
@@ -439,7 +460,14 @@ impl Engine {
     async fn write(&self, df: DataFrame, meta: LakeMeta, op: InsertOp) -> Result<u64> {
         let table = LakeTable::new(self.lake.clone(), meta);
         let state = self.ctx.state();
-        let input = df.create_physical_plan().await?;
+        let mut input = df.create_physical_plan().await?;
+        // The sink reads one input partition; the optimizer that would
+        // merge them has already run, so merge them here (a filtered scan
+        // of one file has one partition per core: all but the first were
+        // lost before).
+        if input.output_partitioning().partition_count() > 1 {
+            input = Arc::new(CoalescePartitionsExec::new(input));
+        }
         let sink = table.insert_into(&state, input, op).await?;
         let batches = collect(sink, self.ctx.task_ctx()).await?;
         Ok(count_of(&batches))

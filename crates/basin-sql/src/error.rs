@@ -20,6 +20,8 @@ pub enum SqlError {
     Catalog { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Model(#[from] basin_ml::MlError),
 }
 
 pub type Result<T> = std::result::Result<T, SqlError>;

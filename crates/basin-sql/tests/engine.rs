@@ -106,6 +106,22 @@ async fn lake_ctas_insert_and_partitions() {
 }
 
 #[tokio::test]
+async fn ctas_over_a_query_of_several_partitions_keeps_every_row() {
+    let data = tempfile::tempdir().unwrap();
+    let engine = Engine::open(data.path()).await.unwrap();
+    // A UNION ALL plans one output partition per input.
+    let msg = message_of(
+        &engine,
+        "CREATE TABLE lake.u AS SELECT value FROM range(0, 50000) WHERE value % 2 = 0 \
+         UNION ALL SELECT value FROM range(50000, 100000) WHERE value % 2 = 0",
+    )
+    .await;
+    assert!(msg.contains("with 50000 rows"), "{msg}");
+    let out = rows_of(&engine, "SELECT count(*) AS n, sum(value) AS s FROM lake.u").await;
+    assert_eq!(out, "n,s\n50000,2499950000\n");
+}
+
+#[tokio::test]
 async fn a_failed_write_leaves_the_table_as_it_was() {
     let data = tempfile::tempdir().unwrap();
     let engine = Engine::open(data.path()).await.unwrap();

@@ -49,6 +49,9 @@ pub enum Command {
     /// Orchestrate: DAGs of tasks (SQL, pipelines, shell) on schedules.
     #[command(subcommand)]
     Dag(crate::cmd::dag::DagCommand),
+    /// Train models from SQL and manage their versions in the registry.
+    #[command(subcommand)]
+    Model(crate::cmd::model::ModelCommand),
     /// Run tasks of the orchestrator's PostgreSQL queue (--metadata) in
     /// this process, beside the scheduler's.
     Worker(crate::cmd::worker::WorkerArgs),

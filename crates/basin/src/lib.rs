@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pipeline(command) => cmd::pipeline::run(&client, command).await,
         Command::Dag(command) => cmd::dag::run(&client, command).await,
         Command::Worker(args) => cmd::worker::run(&client, args).await,
+        Command::Model(command) => cmd::model::run(command).await,
     }
 }
 

@@ -4,6 +4,7 @@ pub mod consume;
 pub mod dag;
 pub mod dag_topics;
 pub mod gen;
+pub mod model;
 pub mod pipeline;
 pub mod produce;
 pub mod sql;
