@@ -47,7 +47,8 @@ pub enum TaskKind {
     Pipeline,
     /// A command (`command`, with `env` and `cwd`).
     Shell,
-    /// Train a model (needs the ML crate).
+    /// Train a model: `sql` or `file` holding a `CREATE MODEL` statement
+    /// (run by the batch engine, which registers the new version).
     Train,
     /// Wait until `path` exists (a file, or a lake partition's folder), or
     /// until every partition of `topic` holds a record at or after the end
@@ -89,7 +90,7 @@ impl TaskKind {
             TaskKind::Sql => &[&["sql", "file"]],
             TaskKind::Pipeline => &[&["file"]],
             TaskKind::Shell => &[&["command"]],
-            TaskKind::Train => &[&["sql"]],
+            TaskKind::Train => &[&["sql", "file"]],
             TaskKind::Sensor => &[&["path", "topic"]],
             TaskKind::Trigger => &[&["dag"]],
         }

@@ -59,6 +59,13 @@ pub struct Parsed {
     partitions: Arc<Vec<PartitionSpec>>,
 }
 
+impl Parsed {
+    /// Whether this is a `CREATE MODEL`.
+    pub fn is_create_model(&self) -> bool {
+        matches!(self.statement, Stmt::CreateModel(_))
+    }
+}
+
 /// A SQL session over a Basin data dir.
 pub struct Engine {
     ctx: SessionContext,

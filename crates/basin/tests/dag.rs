@@ -436,3 +436,111 @@ fn pipeline_tasks_deploy_and_restart_stream_pipelines() {
     assert!(list.stderr.contains("ship.toml:"), "{}", list.stderr);
     assert!(list.stderr.contains(refused), "{}", list.stderr);
 }
+
+#[test]
+fn a_train_task_registers_a_version_each_run_and_later_tasks_score_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let data = dir.path().join("data");
+    let trips = dir.path().join("trips.parquet");
+    let gen = [
+        "gen",
+        "taxi",
+        "--rows",
+        "3000",
+        "--days",
+        "2",
+        "--out",
+        trips.to_str().unwrap(),
+    ];
+    assert!(run_basin("", &gen, None, LIMIT).success);
+    let dag = format!(
+        r#"
+[tasks.features]
+kind = "sql"
+sql = """
+CREATE EXTERNAL TABLE IF NOT EXISTS trips STORED AS PARQUET LOCATION '{}';
+CREATE OR REPLACE TABLE lake.features AS
+SELECT tpep_pickup_datetime AS pickup_ts, trip_distance, "RatecodeID" AS rate_code, fare_amount
+FROM trips WHERE fare_amount BETWEEN 2.5 AND 250 AND trip_distance > 0
+"""
+
+[tasks.train]
+kind = "train"
+depends_on = ["features"]
+sql = """CREATE MODEL fare_model OPTIONS (label = 'fare_amount', time_column = 'pickup_ts',
+  validation = '1 day', stage = 'production', iterations = 20)
+AS SELECT * FROM lake.features"""
+
+[tasks.score]
+kind = "sql"
+depends_on = ["train"]
+sql = "SELECT predict_version('fare_model') * 1000000 + count(*) FROM lake.features WHERE predict('fare_model', trip_distance, rate_code) > 0"
+
+[tasks.not_a_model]
+kind = "train"
+depends_on = ["score"]
+sql = "SELECT 1"
+"#,
+        trips.display()
+    );
+    std::fs::write(dags.join("retrain.toml"), dag).unwrap();
+    let dags_arg = dags.to_str().unwrap();
+    let data_arg = data.to_str().unwrap();
+    for (i, date) in ["2026-03-05T00:00:00Z", "2026-03-06T00:00:00Z"]
+        .iter()
+        .enumerate()
+    {
+        let args = [
+            "dag",
+            "test",
+            "retrain",
+            "--dags",
+            dags_arg,
+            "--data-dir",
+            data_arg,
+            "--date",
+            date,
+        ];
+        let run = run_basin("", &args, None, LIMIT);
+        // The last task is refused, so the run fails after the others succeed.
+        assert!(!run.success, "{}", run.stdout);
+        let logs = |task: &str| {
+            let run_id = format!("test__{}", &date[..19]);
+            let args = [
+                "dag",
+                "logs",
+                "retrain",
+                &run_id,
+                task,
+                "--data-dir",
+                data_arg,
+            ];
+            run_basin("", &args, None, LIMIT).stdout
+        };
+        let version = i + 1;
+        let train = logs("train");
+        assert!(
+            train.contains(&format!(
+                "-- success: model fare_model version {version} (production)"
+            )),
+            "{train}"
+        );
+        let score = logs("score");
+        let scored: u64 = score
+            .split("-- success: ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(scored / 1_000_000, version as u64, "{score}");
+        assert!(scored % 1_000_000 > 0, "{score}");
+        let refused = logs("not_a_model");
+        assert!(
+            refused.contains("needs a CREATE MODEL statement"),
+            "{refused}"
+        );
+    }
+}

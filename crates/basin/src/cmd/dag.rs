@@ -629,6 +629,7 @@ impl Executor for BinExecutor {
             }
             TaskKind::Sql => self.logged(a, self.runtime.block_on(self.sql(a))),
             TaskKind::Pipeline => self.logged(a, self.runtime.block_on(self.pipeline(a))),
+            TaskKind::Train => self.logged(a, self.runtime.block_on(self.train(a))),
             TaskKind::Trigger => self.logged(a, self.trigger(a)),
             other => Err(format!("{} tasks are not supported yet", other.name())),
         }
@@ -717,23 +718,44 @@ impl BinExecutor {
     /// The statement (`sql`) or file (`file`); its output is the value of
     /// a one-cell result, or what the last statement did.
     async fn sql(&self, a: &Attempt<'_>) -> std::result::Result<String, String> {
+        self.run_sql(a, false).await
+    }
+
+    /// A train task: SQL with a `CREATE MODEL`; its output is what the
+    /// training reported (version, stage, metrics).
+    async fn train(&self, a: &Attempt<'_>) -> std::result::Result<String, String> {
+        self.run_sql(a, true).await
+    }
+
+    async fn run_sql(&self, a: &Attempt<'_>, train: bool) -> std::result::Result<String, String> {
+        let kind = a.task.kind.name();
         let text = match (a.fields.get("sql"), a.fields.get("file")) {
             (Some(sql), _) => sql.clone(),
             (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
-            (None, None) => return Err("a sql task needs sql or file".into()),
+            (None, None) => return Err(format!("a {kind} task needs sql or file")),
         };
         let engine = Engine::open(&self.data_dir)
             .await
             .map_err(|e| e.to_string())?;
-        let outputs = engine.execute(&text).await.map_err(|e| e.to_string())?;
+        let statements = engine.parse(&text).map_err(|e| e.to_string())?;
+        let trains = statements.iter().filter(|s| s.is_create_model()).count();
+        if train && trains == 0 {
+            return Err("a train task's SQL needs a CREATE MODEL statement".into());
+        }
         let mut last = String::new();
-        for output in outputs {
-            last = match output {
+        let mut trained = Vec::new();
+        for statement in statements {
+            let model = statement.is_create_model();
+            let output = engine.run_statement(statement).await;
+            last = match output.map_err(|e| e.to_string())? {
                 Output::Message(m) => m,
                 Output::Rows(df) => one_cell(df).await?,
             };
+            if model {
+                trained.push(last.clone());
+            }
         }
-        Ok(last)
+        Ok(if train { trained.join("\n") } else { last })
     }
 
     /// A pipeline file in batch mode.
