@@ -26,7 +26,9 @@ pub fn register(ctx: &SessionContext, models: &Arc<Models>) {
         ctx.register_udf(ScalarUDF::new_from_impl(Predict {
             models: models.clone(),
             version,
-            signature: Signature::variadic_any(Volatility::Stable),
+            // Volatile: a stream moves to a new version mid-query, so
+            // predict_version('m') must not be folded into a constant.
+            signature: Signature::variadic_any(Volatility::Volatile),
         }));
     }
 }

@@ -446,6 +446,7 @@ impl Tasks<'_> {
             bounded: false,
             fingerprint: self.config.fingerprint.clone(),
             stop: stop.clone(),
+            on_checkpoint: self.config.on_checkpoint.clone(),
             group: Some(GroupTask {
                 partition: p,
                 state: StateTopic {

@@ -126,6 +126,14 @@ impl Pipeline {
         })
     }
 
+    /// The hook that moves `predict()` to newly promoted versions.
+    fn refresh_models(&self) -> crate::runtime::CheckpointHook {
+        let models = self.engine.models().clone();
+        crate::runtime::CheckpointHook(Arc::new(move || {
+            models.refresh();
+        }))
+    }
+
     fn ctx(&self) -> &SessionContext {
         self.engine.context()
     }
@@ -394,6 +402,7 @@ impl Pipeline {
             fingerprint: self.fingerprint.clone(),
             stop: options.stop.clone(),
             group: None,
+            on_checkpoint: Some(self.refresh_models()),
         };
         if options.reset {
             crate::checkpoint::CheckpointStore::new(&config.checkpoint_dir)?.clear()?;

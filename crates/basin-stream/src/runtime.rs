@@ -67,6 +67,20 @@ pub struct JobConfig {
     /// Set when the job is one task of a pipeline run by a group of
     /// processes ([`crate::group`]).
     pub group: Option<GroupTask>,
+    /// Called after each completed checkpoint: `predict()` moves to a newly
+    /// promoted model version here, so a version change falls on a
+    /// checkpoint boundary.
+    pub on_checkpoint: Option<CheckpointHook>,
+}
+
+/// See [`JobConfig::on_checkpoint`].
+#[derive(Clone)]
+pub struct CheckpointHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for CheckpointHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckpointHook")
+    }
 }
 
 /// What a job run as one task of a group-mode pipeline has besides a graph.
@@ -821,6 +835,9 @@ impl Coordinator {
             .last_checkpoint_ms
             .store(manifest.completed_at_ms, Ordering::Relaxed);
         debug!(job = %self.config.name, checkpoint = id, "checkpoint complete");
+        if let Some(hook) = &self.config.on_checkpoint {
+            (hook.0)();
+        }
         if self.final_id == Some(id) {
             return Ok(true);
         }
