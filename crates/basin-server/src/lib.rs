@@ -5,18 +5,23 @@
 //!   table (composite keys: the key columns' values comma-joined, as the
 //!   sink writes them);
 //! - `GET /api/keyed/{table}?limit=N` — the table's row count and its first
-//!   rows in key order.
+//!   rows in key order;
+//! - `POST /v1/models/{name}/predict` — predictions of a model of the
+//!   registry in the data dir (`name` or `name@version`) for JSON rows of
+//!   its features (see [`models`]).
 //!
 //! Errors answer `{"error": "..."}` with a 4xx/5xx status.
 
 pub mod error;
 pub mod keyed;
+pub mod models;
 
 use std::future::Future;
+use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -26,13 +31,16 @@ use keyed::KeyedViews;
 /// What the handlers share.
 pub struct App {
     keyed: KeyedViews,
+    models: Arc<basin_ml::Models>,
 }
 
 impl App {
-    /// An API reading topics from `brokers` (this node's Kafka listener).
-    pub fn new(brokers: &str) -> Arc<App> {
+    /// An API reading topics from `brokers` (this node's Kafka listener)
+    /// and models from the registry under `data_dir`.
+    pub fn new(brokers: &str, data_dir: &FsPath) -> Arc<App> {
         Arc::new(App {
             keyed: KeyedViews::new(brokers),
+            models: basin_ml::Models::open(data_dir),
         })
     }
 }
@@ -43,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/health", get(health))
         .route("/api/keyed/{table}", get(keyed_table))
         .route("/api/keyed/{table}/{key}", get(keyed_row))
+        .route("/v1/models/{name}/predict", post(models::predict))
         .with_state(app)
 }
 

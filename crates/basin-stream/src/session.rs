@@ -3,18 +3,22 @@
 //! each row with a one-row session (`window_start` = its time,
 //! `window_end` = time + gap); [`assign_sessions`] merges them. Batch mode
 //! merges over all rows at once; in stream mode [`SessionOp`] (ahead of the
-//! aggregation, keyed by the GROUP BY columns) holds rows of open sessions
-//! and releases a session's rows, merged, once the watermark reaches its end.
+//! aggregation, keyed by the GROUP BY columns) holds rows of open sessions,
+//! placing each row in its key's sessions as it arrives, and releases a
+//! session's rows, merged, once the watermark reaches its end.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
-use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::compute::{cast, interleave, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::Result;
+use crate::hash::{fast_map, FastMap};
 use crate::ops::{tag_watermark, tagged_watermark, Operator};
 
 /// Where the session columns and keys are in a batch.
@@ -117,11 +121,38 @@ fn with_windows(
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Holds rows of open sessions until the watermark closes them.
+/// One open session of a key: its span and where its rows are.
+struct Session {
+    start: i64,
+    /// The latest row time; the session ends at `last + gap`.
+    last: i64,
+    members: Vec<(u64, u32)>,
+}
+
+/// A batch holding rows of open sessions, and how many are still open.
+struct Held {
+    batch: RecordBatch,
+    live: usize,
+}
+
+/// Holds rows of open sessions until the watermark closes them. State is
+/// incremental: each key's open sessions (disjoint, by start) and a heap of
+/// session ends, so a row is placed once when it arrives and copied once
+/// when its session closes, however long the session stays open.
 pub struct SessionOp {
     layout: SessionLayout,
     schema: SchemaRef,
-    pending: Vec<RecordBatch>,
+    converter: Option<RowConverter>,
+    held: FastMap<u64, Held>,
+    next_batch: u64,
+    /// Key bytes → key id; ids index `sessions` and `keys`.
+    ids: FastMap<Box<[u8]>, u32>,
+    keys: Vec<Option<Box<[u8]>>>,
+    sessions: Vec<Vec<Session>>,
+    free: Vec<u32>,
+    /// (session end, key id), smallest first; entries left by sessions
+    /// that grew or merged are skipped when popped.
+    ends: BinaryHeap<Reverse<(i64, u32)>>,
     watermark: i64,
 }
 
@@ -130,23 +161,193 @@ impl SessionOp {
         SessionOp {
             layout,
             schema,
-            pending: Vec::new(),
+            converter: None,
+            held: fast_map(),
+            next_batch: 0,
+            ids: fast_map(),
+            keys: Vec::new(),
+            sessions: Vec::new(),
+            free: Vec::new(),
+            ends: BinaryHeap::new(),
             watermark: i64::MIN,
         }
     }
 
+    fn key_rows(&mut self, batch: &RecordBatch) -> Result<Rows> {
+        if self.converter.is_none() {
+            let fields = self
+                .layout
+                .keys
+                .iter()
+                .map(|&k| SortField::new(batch.column(k).data_type().clone()))
+                .collect();
+            self.converter = Some(RowConverter::new(fields)?);
+        }
+        let columns: Vec<ArrayRef> = self
+            .layout
+            .keys
+            .iter()
+            .map(|&k| batch.column(k).clone())
+            .collect();
+        Ok(self
+            .converter
+            .as_ref()
+            .expect("set")
+            .convert_columns(&columns)?)
+    }
+
+    fn key_id(&mut self, key: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.keys.push(None);
+                self.sessions.push(Vec::new());
+                (self.keys.len() - 1) as u32
+            }
+        };
+        self.keys[id as usize] = Some(key.into());
+        self.ids.insert(key.into(), id);
+        id
+    }
+
+    /// Put one row (at `t`) into its key's sessions, merging every session
+    /// it joins (rows closer than the gap share a session).
+    fn place(&mut self, key: u32, t: i64, at: (u64, u32)) {
+        let gap = self.layout.gap_ms;
+        let list = &mut self.sessions[key as usize];
+        let joins = |s: &Session| t > s.start - gap && t < s.last + gap;
+        let first = list.iter().position(joins);
+        let mut merged = Session {
+            start: t,
+            last: t,
+            members: vec![at],
+        };
+        let insert_at = match first {
+            Some(i) => {
+                let n = list[i..].iter().take_while(|s| joins(s)).count();
+                for s in list.drain(i..i + n) {
+                    merged.start = merged.start.min(s.start);
+                    merged.last = merged.last.max(s.last);
+                    merged.members.extend(s.members);
+                }
+                i
+            }
+            None => list.partition_point(|s| s.start < t),
+        };
+        self.ends.push(Reverse((merged.last + gap, key)));
+        list.insert(insert_at, merged);
+    }
+
+    /// Close every session ending at or before `watermark`; their rows
+    /// with merged windows.
+    fn close(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
+        let gap = self.layout.gap_ms;
+        let (mut members, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(&Reverse((end, key))) = self.ends.peek() {
+            if end > watermark {
+                break;
+            }
+            self.ends.pop();
+            let list = &mut self.sessions[key as usize];
+            let mut i = 0;
+            while i < list.len() {
+                if list[i].last + gap <= watermark {
+                    let s = list.remove(i);
+                    starts.extend(std::iter::repeat_n(s.start, s.members.len()));
+                    ends.extend(std::iter::repeat_n(s.last + gap, s.members.len()));
+                    members.extend(s.members);
+                } else {
+                    i += 1;
+                }
+            }
+            if list.is_empty() {
+                self.forget(key);
+            }
+        }
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let rows = self.gather(&members)?;
+        for (b, _) in &members {
+            let held = self.held.get_mut(b).expect("held batch");
+            held.live -= 1;
+            if held.live == 0 {
+                self.held.remove(b);
+            }
+        }
+        Ok(Some(with_windows(&rows, &self.layout, starts, ends)?))
+    }
+
+    fn forget(&mut self, key: u32) {
+        if let Some(bytes) = self.keys[key as usize].take() {
+            self.ids.remove(&bytes);
+            self.free.push(key);
+        }
+    }
+
+    /// The rows at `members`, in that order.
+    fn gather(&self, members: &[(u64, u32)]) -> Result<RecordBatch> {
+        let mut slot: FastMap<u64, usize> = fast_map();
+        let mut batches = Vec::new();
+        let indices: Vec<(usize, usize)> = members
+            .iter()
+            .map(|(b, row)| {
+                let i = *slot.entry(*b).or_insert_with(|| {
+                    batches.push(&self.held[b].batch);
+                    batches.len() - 1
+                });
+                (i, *row as usize)
+            })
+            .collect();
+        let columns = (0..self.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &indices)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Every held row of an open session, windows as they arrived.
     fn buffered(&self) -> Result<RecordBatch> {
-        Ok(concat_batches(&self.schema, &self.pending)?)
+        let members: Vec<(u64, u32)> = self
+            .sessions
+            .iter()
+            .flatten()
+            .flat_map(|s| s.members.iter().copied())
+            .collect();
+        if members.is_empty() {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
+        self.gather(&members)
     }
 }
 
 impl Operator for SessionOp {
-    /// Rows are held; one that merges into no open session forms a session
-    /// that closes at the next watermark, and the aggregation downstream
-    /// drops it as late if its window has already been emitted.
+    /// Rows are placed in their key's sessions; one that merges into no
+    /// open session forms a session that closes at the next watermark, and
+    /// the aggregation downstream drops it as late if its window has
+    /// already been emitted.
     fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
-        if batch.num_rows() > 0 {
-            self.pending.push(batch);
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let times = millis(batch.column(self.layout.start))?;
+        let keys = self.key_rows(&batch)?;
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let mut live = 0;
+        for i in (0..batch.num_rows()).filter(|&i| times.is_valid(i)) {
+            let key = self.key_id(keys.row(i).as_ref());
+            self.place(key, times.value(i), (id, i as u32));
+            live += 1;
+        }
+        if live > 0 {
+            self.held.insert(id, Held { batch, live });
         }
         Ok(())
     }
@@ -156,17 +357,7 @@ impl Operator for SessionOp {
             return Ok(());
         }
         self.watermark = watermark;
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let all = self.buffered()?;
-        let (closed, open) = assign_sessions(&all, &self.layout, watermark)?;
-        self.pending = if open.num_rows() > 0 {
-            vec![open]
-        } else {
-            vec![]
-        };
-        if closed.num_rows() > 0 {
+        if let Some(closed) = self.close(watermark)? {
             out.push(closed);
         }
         Ok(())
@@ -177,12 +368,11 @@ impl Operator for SessionOp {
     }
 
     fn restore(&mut self, state: &RecordBatch) -> Result<()> {
-        self.watermark = tagged_watermark(state);
-        self.pending = vec![RecordBatch::try_new(
-            self.schema.clone(),
-            state.columns().to_vec(),
-        )?];
-        Ok(())
+        let watermark = tagged_watermark(state);
+        *self = SessionOp::new(self.layout.clone(), self.schema.clone());
+        self.watermark = watermark;
+        let batch = RecordBatch::try_new(self.schema.clone(), state.columns().to_vec())?;
+        self.on_batch(batch, &mut Vec::new())
     }
 }
 
@@ -267,5 +457,45 @@ mod tests {
             .unwrap();
         restored.on_watermark(30, &mut out).unwrap();
         assert_eq!(windows(&out[0]), vec![(1, 0, 25); 4]);
+    }
+
+    #[test]
+    fn incremental_sessions_equal_batch_sessions_when_no_row_is_late() {
+        let layout = SessionLayout {
+            keys: vec![0],
+            ..LAYOUT
+        };
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        // Times rise with jitter up to 15 (gap 10), so sessions grow, bridge
+        // and close while others stay open; the watermark trails by 20.
+        let rows: Vec<(i64, i64)> = (0..3000)
+            .map(|i| ((next() % 7) as i64, i / 3 + (next() % 15) as i64))
+            .collect();
+        let mut op = SessionOp::new(layout.clone(), batch(&[], 10).schema());
+        let mut out = Vec::new();
+        for chunk in rows.chunks(97) {
+            op.on_batch(batch(chunk, 10), &mut out).unwrap();
+            let max = chunk.iter().map(|r| r.1).max().unwrap();
+            op.on_watermark(max - 20, &mut out).unwrap();
+            if chunk[0].1 % 5 == 0 {
+                let state = op.snapshot().unwrap().unwrap();
+                let mut restored = SessionOp::new(layout.clone(), op.schema.clone());
+                restored.restore(&state).unwrap();
+                op = restored;
+            }
+        }
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        let mut streamed: Vec<_> = out.iter().flat_map(windows).collect();
+        streamed.sort();
+        let (closed, open) = assign_sessions(&batch(&rows, 10), &layout, i64::MAX).unwrap();
+        assert_eq!(open.num_rows(), 0);
+        assert_eq!(streamed, windows(&closed));
+        assert!(op.held.is_empty() && op.ids.is_empty(), "state left behind");
     }
 }

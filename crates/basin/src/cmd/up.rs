@@ -53,7 +53,8 @@ pub struct UpArgs {
     /// processes can share the work [default: <data-dir>/flow.db].
     #[arg(long, env = "BASIN_METADATA")]
     pub metadata: Option<String>,
-    /// Address of the HTTP API (keyed-table lookups, health), or `off`
+    /// Address of the HTTP API (keyed-table lookups, model predictions,
+    /// health), or `off`
     /// [default: 127.0.0.1:9080; when that port is taken the node runs
     /// without the API and says so].
     #[arg(long, env = "BASIN_HTTP", value_parser = parse_http)]
@@ -94,7 +95,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     std::env::set_var("BASIN_BROKERS", addr.to_string());
     let supervisor = tokio::spawn(crate::deploy::supervise(data_dir.clone()));
     let scheduler = start_scheduler(&args, &data_dir, addr)?;
-    let http = start_http(args.http, addr).await?;
+    let http = start_http(args.http, addr, &data_dir).await?;
     broker
         .serve(shutdown_signal())
         .await
@@ -119,10 +120,12 @@ fn local(mut kafka: SocketAddr) -> String {
     kafka.to_string()
 }
 
-/// The HTTP API, reading topics through this node's listener at `kafka`.
+/// The HTTP API, reading topics through this node's listener at `kafka`
+/// and models from the registry under `data_dir`.
 async fn start_http(
     http: Option<HttpListen>,
     kafka: SocketAddr,
+    data_dir: &Path,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let (at, explicit) = match http {
         Some(HttpListen::Off) => return Ok(None),
@@ -141,7 +144,7 @@ async fn start_http(
     };
     let bound = listener.local_addr()?;
     eprintln!("basin http api on http://{bound}");
-    let app = basin_server::App::new(&local(kafka));
+    let app = basin_server::App::new(&local(kafka), data_dir);
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = basin_server::serve(listener, app, std::future::pending()).await {
             tracing::error!(error = %e, "http api stopped");
