@@ -18,8 +18,7 @@ use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
-const FEATURES: &str =
-    "trip_distance, duration_min, pickup_hour, pickup_weekday, pu_zone, do_zone, passenger_count, rate_code";
+const FEATURES: &str = common::FARE_FEATURES;
 
 /// Run `basin sql` on `data`; (stdout, stderr).
 fn sql(data: &Path, statement: &str, format: &str) -> (String, String) {
@@ -48,27 +47,7 @@ fn features(dir: &Path, data: &Path) {
         LIMIT,
     );
     assert!(run.success, "{}", run.stderr);
-    sql(
-        data,
-        &format!(
-            "CREATE EXTERNAL TABLE trips STORED AS PARQUET LOCATION '{}';
-             CREATE TABLE lake.features AS
-             SELECT tpep_pickup_datetime AS pickup_ts,
-                    trip_distance,
-                    (date_part('epoch', tpep_dropoff_datetime) - date_part('epoch', tpep_pickup_datetime)) / 60.0 AS duration_min,
-                    date_part('hour', tpep_pickup_datetime) AS pickup_hour,
-                    date_part('dow', tpep_pickup_datetime) AS pickup_weekday,
-                    \"PULocationID\" AS pu_zone, \"DOLocationID\" AS do_zone,
-                    passenger_count, \"RatecodeID\" AS rate_code,
-                    fare_amount
-             FROM trips
-             WHERE fare_amount BETWEEN 2.5 AND 250 AND trip_distance > 0 AND trip_distance < 100
-               AND tpep_dropoff_datetime > tpep_pickup_datetime
-               AND tpep_dropoff_datetime < tpep_pickup_datetime + INTERVAL '3 hours'",
-            file.display()
-        ),
-        "csv",
-    );
+    sql(data, &common::fare_features_sql(&file), "csv");
 }
 
 /// Train version `version` of `fare_model`, made production.

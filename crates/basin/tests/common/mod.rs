@@ -213,3 +213,30 @@ pub fn lcg(seed: u64) -> impl FnMut() -> u64 {
         state >> 33
     }
 }
+
+/// The seed course's fare features over the trips in `parquet`, cleaned as
+/// the course does (the generator keeps the real data's refunds,
+/// zero-distance and runaway-meter rows), into `lake.features`.
+pub fn fare_features_sql(parquet: &std::path::Path) -> String {
+    format!(
+        "CREATE EXTERNAL TABLE trips STORED AS PARQUET LOCATION '{}';
+         CREATE TABLE lake.features AS
+         SELECT tpep_pickup_datetime AS pickup_ts,
+                trip_distance,
+                (date_part('epoch', tpep_dropoff_datetime) - date_part('epoch', tpep_pickup_datetime)) / 60.0 AS duration_min,
+                date_part('hour', tpep_pickup_datetime) AS pickup_hour,
+                date_part('dow', tpep_pickup_datetime) AS pickup_weekday,
+                \"PULocationID\" AS pu_zone, \"DOLocationID\" AS do_zone,
+                passenger_count, \"RatecodeID\" AS rate_code,
+                fare_amount
+         FROM trips
+         WHERE fare_amount BETWEEN 2.5 AND 250 AND trip_distance > 0 AND trip_distance < 100
+           AND tpep_dropoff_datetime > tpep_pickup_datetime
+           AND tpep_dropoff_datetime < tpep_pickup_datetime + INTERVAL '3 hours'",
+        parquet.display()
+    )
+}
+
+/// The features of `fare_features_sql`, in the order models take them.
+pub const FARE_FEATURES: &str =
+    "trip_distance, duration_min, pickup_hour, pickup_weekday, pu_zone, do_zone, passenger_count, rate_code";
