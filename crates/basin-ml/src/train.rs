@@ -69,7 +69,11 @@ pub struct Report {
     /// The first held-out time, microseconds since the epoch.
     pub validation_from: Option<i64>,
     pub importance: Vec<(String, f64)>,
+    /// The whole run: split, fit and both measurements.
     pub seconds: f64,
+    /// The fit alone.
+    #[serde(default)]
+    pub fit_seconds: f64,
 }
 
 /// Split, fit and measure.
@@ -88,7 +92,9 @@ pub fn train(
         algorithm = algorithm.name(),
         "training"
     );
+    let fitting = Instant::now();
     let model = Model::fit(&fit, algorithm, params)?;
+    let fit_seconds = fitting.elapsed().as_secs_f64();
     let measure = |d: &Dataset| {
         let cols: Vec<&[f64]> = d.columns.iter().map(Vec::as_slice).collect();
         let pred = model.predict(&cols, d.rows());
@@ -104,6 +110,7 @@ pub fn train(
         validation_from: from,
         importance: model.importance(),
         seconds: started.elapsed().as_secs_f64(),
+        fit_seconds,
     };
     Ok((model, report))
 }
