@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -96,8 +97,7 @@ pub fn train(
     let model = Model::fit(&fit, algorithm, params)?;
     let fit_seconds = fitting.elapsed().as_secs_f64();
     let measure = |d: &Dataset| {
-        let cols: Vec<&[f64]> = d.columns.iter().map(Vec::as_slice).collect();
-        let pred = model.predict(&cols, d.rows());
+        let pred = predict_all(&model, d);
         if algorithm.classifies() {
             Metrics::classification(&d.label, &pred)
         } else {
@@ -113,6 +113,21 @@ pub fn train(
         fit_seconds,
     };
     Ok((model, report))
+}
+
+/// `model`'s predictions for every row of `d`, chunks scored on all cores
+/// (each row's score does not depend on its chunk).
+fn predict_all(model: &Model, d: &Dataset) -> Vec<f64> {
+    const CHUNK: usize = 16 * 1024;
+    let rows = d.rows();
+    (0..rows.div_ceil(CHUNK))
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows));
+            let part: Vec<&[f64]> = d.columns.iter().map(|x| &x[start..end]).collect();
+            model.predict(&part, end - start)
+        })
+        .collect()
 }
 
 /// Row indexes to fit on and to hold out, and the first held-out time.
