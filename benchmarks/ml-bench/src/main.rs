@@ -44,6 +44,10 @@ struct Args {
     /// Skip perpetual (it is slow on 10 M rows).
     #[arg(long)]
     no_perpetual: bool,
+    /// Basin's learner parameters, KEY=VALUE (as `CREATE MODEL` options);
+    /// max_leaves=0 grows depth-wise.
+    #[arg(long = "param")]
+    params: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -59,7 +63,14 @@ fn main() -> Result<()> {
         n: args.valid_days,
         unit: DAY_US,
     };
-    let params = Params::default();
+    let mut params = Params::default();
+    for p in &args.params {
+        let (k, v) = p.split_once('=').context("--param KEY=VALUE")?;
+        params.set(k, v)?;
+        if k == "max_leaves" && v == "0" {
+            params.max_leaves = usize::MAX;
+        }
+    }
     let (model, r) = basin_ml::train(&data, Algorithm::GbtRegressor, &params, validation)?;
     let valid = r.validation.clone().context("no validation rows")?;
     report(
