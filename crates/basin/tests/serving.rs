@@ -1,7 +1,7 @@
 //! Online model serving through the binary: a fare model trained with
 //! `CREATE MODEL` on `basin gen taxi` trips, scored over `basin up`'s
 //! `POST /v1/models/{name}/predict` with bit-for-bit the numbers batch
-//! SQL's `predict()` gives for the same rows; clear 400s and 404s; and a
+//! SQL's `predict()` and a stream pipeline's give for the same trips; clear 400s and 404s; and a
 //! newly promoted version answering without a restart, while a pinned
 //! `name@version` keeps its own.
 
@@ -107,10 +107,68 @@ fn http_bits(body: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// The same rows through a stream pipeline on the node's broker: each
+/// row's `predict()` as the pipeline wrote it to a topic, by row order.
+fn stream_bits(node: &Node, data: &Path, rows: &[Value]) -> Vec<u64> {
+    let brokers = &node.kafka;
+    for topic in ["fare_features", "fare_scored"] {
+        let create = ["topic", "create", topic, "--partitions", "1"];
+        assert!(run_basin(brokers, &create, None, LIMIT).success);
+    }
+    let lines: String = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r["seq"] = json!(i);
+            format!("{r}\n")
+        })
+        .collect();
+    assert!(run_basin(brokers, &["produce", "fare_features"], Some(lines), LIMIT).success);
+    let file = data.parent().unwrap().join("score_trips.sql");
+    std::fs::write(
+        &file,
+        format!(
+            "CREATE EXTERNAL TABLE fare_features (seq BIGINT, pickup_ts TIMESTAMP,
+               trip_distance DOUBLE, duration_min DOUBLE, pickup_hour DOUBLE, pickup_weekday DOUBLE,
+               pu_zone INT, do_zone INT, passenger_count BIGINT, rate_code BIGINT,
+               WATERMARK FOR pickup_ts AS pickup_ts - INTERVAL '1' SECOND)
+             STORED AS TOPIC LOCATION 'fare_features';
+             CREATE EXTERNAL TABLE fare_scored (seq BIGINT, p DOUBLE) STORED AS TOPIC LOCATION 'fare_scored';
+             INSERT INTO fare_scored SELECT seq, predict('fare_model', {FEATURES}) FROM fare_features;"
+        ),
+    )
+    .unwrap();
+    let data_arg = data.to_str().unwrap();
+    let run = [
+        "pipeline",
+        "run",
+        file.to_str().unwrap(),
+        "--bounded",
+        "--data-dir",
+        data_arg,
+    ];
+    let run = run_basin(brokers, &run, None, LIMIT);
+    assert!(run.success, "{}", run.stderr);
+    let read = "CREATE EXTERNAL TABLE scored_read (seq BIGINT, p DOUBLE) STORED AS TOPIC LOCATION 'fare_scored';
+                SELECT p FROM scored_read ORDER BY seq";
+    let args = ["sql", "--data-dir", data_arg, "--format", "json", read];
+    let out = run_basin(brokers, &args, None, LIMIT);
+    assert!(out.success, "{}", out.stderr);
+    out.stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["p"].as_f64().expect("a score").to_bits()
+        })
+        .collect()
+}
+
 /// `basin up` on `data`, killed on drop.
 struct Node {
     child: Child,
     http: String,
+    kafka: String,
 }
 
 impl Drop for Node {
@@ -135,14 +193,26 @@ fn start_node(data: &Path) -> Node {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("node: {line}");
             if let Some(rest) = line.strip_prefix("basin http api on http://") {
-                let _ = tx.send(rest.trim().to_string());
+                let _ = tx.send(("http", rest.trim().to_string()));
+            }
+            if let Some(rest) = line.strip_prefix("basin broker listening on ") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(("kafka", addr.to_string()));
             }
         }
     });
-    let http = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the node starts its HTTP API");
-    Node { child, http }
+    let (mut http, mut kafka) = (String::new(), String::new());
+    while http.is_empty() || kafka.is_empty() {
+        let (what, addr) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the node starts its broker and HTTP API");
+        *(if what == "http" {
+            &mut http
+        } else {
+            &mut kafka
+        }) = addr;
+    }
+    Node { child, http, kafka }
 }
 
 /// POST `body` to `path`: (status, JSON body).
@@ -193,6 +263,11 @@ fn http_predictions_match_batch_sql_and_follow_promotions() {
     assert_eq!(body["version"], 1);
     let v1 = http_bits(&body);
     assert_eq!(v1, sql_bits(&rows));
+    assert_eq!(
+        stream_bits(&node, &data, &rows),
+        v1,
+        "stream vs HTTP and batch"
+    );
     let (status, body) = predict(&node, "fare_model", &json!(rows[..3]));
     assert_eq!(status, 200, "{body}");
     assert_eq!(http_bits(&body), v1[..3]);
