@@ -95,7 +95,7 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 lat = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", t, re.M))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 note = f" ({errors.group(1)} non-2xx)" if errors else ""
-print(f"| {sys.argv[2]} trip{"" if sys.argv[3] == "1" else "s"}{note} | {rps:,.0f} | {rps * int(sys.argv[3]):,.0f} | {lat['50']} | {lat['90']} | {lat['99']} |")
+print(f"| {sys.argv[2]} trip{'' if sys.argv[3] == '1' else 's'}{note} | {rps:,.0f} | {rps * int(sys.argv[3]):,.0f} | {lat['50']} | {lat['90']} | {lat['99']} |")
 PY
 done
 cat "$OUT"
