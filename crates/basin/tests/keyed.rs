@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::run_basin;
@@ -15,41 +14,6 @@ use common::run_basin;
 const LIMIT: Duration = Duration::from_secs(120);
 const ZONES: i64 = 7;
 const RIDES: i64 = 700;
-
-/// `basin up` with its HTTP API on free ports: (node, kafka, http).
-fn start_node(data: &std::path::Path) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
-        .args(["up", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("node: {line}");
-            if let Some(rest) = line.strip_prefix("basin broker listening on ") {
-                let _ = tx.send(("kafka", rest.split_whitespace().next().unwrap().to_string()));
-            }
-            if let Some(rest) = line.strip_prefix("basin http api on http://") {
-                let _ = tx.send(("http", rest.trim().to_string()));
-            }
-        }
-    });
-    let (mut kafka, mut http) = (None, None);
-    while kafka.is_none() || http.is_none() {
-        match rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node starts")
-        {
-            ("kafka", a) => kafka = Some(a),
-            (_, a) => http = Some(a),
-        }
-    }
-    (child, kafka.unwrap(), http.unwrap())
-}
 
 /// GET `path`: (status, JSON body).
 fn get(http: &str, path: &str) -> (u16, serde_json::Value) {
@@ -97,7 +61,8 @@ fn sql(brokers: &str, data: &str, statement: &str) -> String {
 fn keyed_table_served_over_http_and_scanned_per_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut node, brokers, http) = start_node(&data);
+    let node = common::start_node(&data);
+    let (brokers, http) = (node.kafka.clone(), node.http.clone());
     let basin = |args: &[&str], stdin: Option<String>| run_basin(&brokers, args, stdin, LIMIT);
     assert!(basin(&["topic", "create", "rides", "--partitions", "3"], None).success);
     let rides: String = (0..RIDES)
@@ -212,8 +177,7 @@ fn keyed_table_served_over_http_and_scanned_per_key() {
             .collect();
         assert_eq!(joined, want, "{mode}");
     }
-    node.kill().unwrap();
-    node.wait().unwrap();
+    drop(node);
 }
 
 /// Rides joined with their zone's row of the keyed table, run in `mode`:
@@ -267,7 +231,8 @@ fn lookup_join(dir: &std::path::Path, brokers: &str, data: &str, mode: &str) -> 
 #[test]
 fn keyed_sink_refuses_a_topic_that_is_not_compacted() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut node, brokers, _) = start_node(&dir.path().join("data"));
+    let node = common::start_node(&dir.path().join("data"));
+    let brokers = node.kafka.clone();
     let basin = |args: &[&str], stdin: Option<String>| run_basin(&brokers, args, stdin, LIMIT);
     assert!(basin(&["topic", "create", "rides"], None).success);
     assert!(basin(&["topic", "create", "zone-totals"], None).success);
@@ -298,6 +263,5 @@ fn keyed_sink_refuses_a_topic_that_is_not_compacted() {
         "{}",
         out.stderr
     );
-    node.kill().unwrap();
-    node.wait().unwrap();
+    drop(node);
 }

@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::run_basin;
@@ -109,7 +108,7 @@ fn http_bits(body: &Value) -> Vec<u64> {
 
 /// The same rows through a stream pipeline on the node's broker: each
 /// row's `predict()` as the pipeline wrote it to a topic, by row order.
-fn stream_bits(node: &Node, data: &Path, rows: &[Value]) -> Vec<u64> {
+fn stream_bits(node: &common::Node, data: &Path, rows: &[Value]) -> Vec<u64> {
     let brokers = &node.kafka;
     for topic in ["fare_features", "fare_scored"] {
         let create = ["topic", "create", topic, "--partitions", "1"];
@@ -164,57 +163,6 @@ fn stream_bits(node: &Node, data: &Path, rows: &[Value]) -> Vec<u64> {
         .collect()
 }
 
-/// `basin up` on `data`, killed on drop.
-struct Node {
-    child: Child,
-    http: String,
-    kafka: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `basin up` with its HTTP API on free ports.
-fn start_node(data: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
-        .args(["up", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("node: {line}");
-            if let Some(rest) = line.strip_prefix("basin http api on http://") {
-                let _ = tx.send(("http", rest.trim().to_string()));
-            }
-            if let Some(rest) = line.strip_prefix("basin broker listening on ") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(("kafka", addr.to_string()));
-            }
-        }
-    });
-    let (mut http, mut kafka) = (String::new(), String::new());
-    while http.is_empty() || kafka.is_empty() {
-        let (what, addr) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node starts its broker and HTTP API");
-        *(if what == "http" {
-            &mut http
-        } else {
-            &mut kafka
-        }) = addr;
-    }
-    Node { child, http, kafka }
-}
-
 /// POST `body` to `path`: (status, JSON body).
 fn post(http: &str, path: &str, body: &Value) -> (u16, Value) {
     let body = body.to_string();
@@ -236,12 +184,12 @@ fn post(http: &str, path: &str, body: &Value) -> (u16, Value) {
     (status, answer)
 }
 
-fn predict(node: &Node, model: &str, body: &Value) -> (u16, Value) {
+fn predict(node: &common::Node, model: &str, body: &Value) -> (u16, Value) {
     post(&node.http, &format!("/v1/models/{model}/predict"), body)
 }
 
 /// The error message of a failed request, checking its status.
-fn error(node: &Node, model: &str, body: &Value, status: u16) -> String {
+fn error(node: &common::Node, model: &str, body: &Value, status: u16) -> String {
     let (got, answer) = predict(node, model, body);
     assert_eq!(got, status, "{answer}");
     answer["error"].as_str().unwrap().to_string()
@@ -253,7 +201,7 @@ fn http_predictions_match_batch_sql_and_follow_promotions() {
     let data = dir.path().join("data");
     features(dir.path(), &data);
     train(&data, 1, 30);
-    let node = start_node(&data);
+    let node = common::start_node(&data);
 
     // The same rows score the same, bit for bit, in every body shape.
     let rows = scored_rows(&data, "fare_model");

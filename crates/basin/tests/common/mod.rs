@@ -240,3 +240,59 @@ pub fn fare_features_sql(parquet: &std::path::Path) -> String {
 /// The features of `fare_features_sql`, in the order models take them.
 pub const FARE_FEATURES: &str =
     "trip_distance, duration_min, pickup_hour, pickup_weekday, pu_zone, do_zone, passenger_count, rate_code";
+
+/// `basin up` on a data dir with its broker and HTTP API on free ports;
+/// killed on drop.
+pub struct Node {
+    pub child: Child,
+    pub kafka: String,
+    pub http: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `basin up` on `data`; its log lines go to the test's stderr.
+pub fn start_node(data: &std::path::Path) -> Node {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["up", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("node: {line}");
+            if let Some(rest) = line.strip_prefix("basin broker listening on ") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(("kafka", addr.to_string()));
+            }
+            if let Some(rest) = line.strip_prefix("basin http api on http://") {
+                let _ = tx.send(("http", rest.trim().to_string()));
+            }
+        }
+    });
+    let (mut kafka, mut http) = (String::new(), String::new());
+    while kafka.is_empty() || http.is_empty() {
+        let (what, addr) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the node starts its broker and HTTP API");
+        *(if what == "kafka" {
+            &mut kafka
+        } else {
+            &mut http
+        }) = addr;
+    }
+    Node { child, kafka, http }
+}
